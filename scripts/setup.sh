@@ -14,7 +14,9 @@ hash_of() { sha256sum "$@" | sha256sum | cut -c1-16; }
 lock_hash=$(hash_of package.json package-lock.json 2>/dev/null || hash_of package.json)
 if [ ! -f node_modules/.dmfr-stamp ] || [ "$(cat node_modules/.dmfr-stamp)" != "$lock_hash" ]; then
   log "installing npm packages"
-  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error >&2; else npm install --no-audit --no-fund --loglevel=error >&2; fi
+  # npm install (not npm ci): it honours package-lock.json, and npm 11's ci rejects locks that omit
+  # platform-only optional packages (vite's napi-windows-process-start-time) as out of sync.
+  npm install --no-audit --no-fund --loglevel=error >&2
   lock_hash=$(hash_of package.json package-lock.json)
   echo "$lock_hash" > node_modules/.dmfr-stamp
 fi
@@ -37,14 +39,16 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 vpy=.venv/bin/python
+# pip, without the machine-specific "Location … is ignored" noise some hosts' pip.conf causes.
+pip_quiet() { "$vpy" -m pip --quiet --disable-pip-version-check "$@" 2>&1 | { grep -v 'is ignored: it is neither' || true; } >&2; return "${PIPESTATUS[0]}"; }
 if ! "$vpy" -c 'import torch' >/dev/null 2>&1; then
   log "installing torch==2.13.0"
-  "$vpy" -m pip install --quiet --disable-pip-version-check torch==2.13.0 >&2
+  pip_quiet install torch==2.13.0
 fi
 req_hash=$(hash_of requirements.txt)
 if [ ! -f .venv/.dmfr-stamp ] || [ "$(cat .venv/.dmfr-stamp)" != "$req_hash" ]; then
   log "installing requirements.txt"
-  "$vpy" -m pip install --quiet --disable-pip-version-check -r requirements.txt 2> >(grep -v "is ignored: it is neither" >&2) >&2
+  pip_quiet install -r requirements.txt
   echo "$req_hash" > .venv/.dmfr-stamp
 fi
 # The package is used from the source tree (PYTHONPATH=python is set by the launcher);
