@@ -14,6 +14,7 @@ const MIGRATIONS: string[] = [
      priority INTEGER NOT NULL DEFAULT 0,
      nproc INTEGER NOT NULL,
      max_restarts INTEGER NOT NULL DEFAULT 0,
+     checkpoint_policy TEXT,
      restarts INTEGER NOT NULL DEFAULT 0,
      run_dir TEXT NOT NULL,
      devices TEXT,
@@ -77,6 +78,7 @@ export interface ExperimentRow {
   priority: number;
   nproc: number;
   max_restarts: number;
+  checkpoint_policy: { keep_latest: number; keep_best: number; metric: string | null; smaller_is_better: boolean } | null;
   restarts: number;
   run_dir: string;
   devices: number[] | null;
@@ -95,13 +97,24 @@ export interface EventRow {
   at: string;
 }
 
-type RawExperiment = Omit<ExperimentRow, 'config' | 'devices' | 'summary'> & { config: string; devices: string | null; summary: string | null };
+type RawExperiment = Omit<ExperimentRow, 'config' | 'devices' | 'summary' | 'checkpoint_policy'> & {
+  config: string;
+  devices: string | null;
+  summary: string | null;
+  checkpoint_policy: string | null;
+};
 
 const now = () => new Date().toISOString();
 
 function parseExperiment(r: RawExperiment | undefined): ExperimentRow | undefined {
   if (!r) return undefined;
-  return { ...r, config: JSON.parse(r.config), devices: r.devices ? JSON.parse(r.devices) : null, summary: r.summary ? JSON.parse(r.summary) : null };
+  return {
+    ...r,
+    config: JSON.parse(r.config),
+    devices: r.devices ? JSON.parse(r.devices) : null,
+    summary: r.summary ? JSON.parse(r.summary) : null,
+    checkpoint_policy: r.checkpoint_policy ? JSON.parse(r.checkpoint_policy) : null,
+  };
 }
 
 export class ServiceStore {
@@ -132,15 +145,24 @@ export class ServiceStore {
     this.db.close();
   }
 
-  createExperiment(e: { id: string; name: string; config: unknown; priority: number; nproc: number; maxRestarts: number; runDir: string }): ExperimentRow {
+  createExperiment(e: {
+    id: string;
+    name: string;
+    config: unknown;
+    priority: number;
+    nproc: number;
+    maxRestarts: number;
+    runDir: string;
+    checkpointPolicy: ExperimentRow['checkpoint_policy'];
+  }): ExperimentRow {
     const at = now();
     this.db.transaction(() => {
       this.db
         .prepare(
-          `INSERT INTO experiments (id, name, config, state, priority, nproc, max_restarts, run_dir, created_at, updated_at)
-           VALUES (?, ?, ?, 'QUEUED', ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO experiments (id, name, config, state, priority, nproc, max_restarts, checkpoint_policy, run_dir, created_at, updated_at)
+           VALUES (?, ?, ?, 'QUEUED', ?, ?, ?, ?, ?, ?, ?)`,
         )
-        .run(e.id, e.name, JSON.stringify(e.config), e.priority, e.nproc, e.maxRestarts, e.runDir, at, at);
+        .run(e.id, e.name, JSON.stringify(e.config), e.priority, e.nproc, e.maxRestarts, e.checkpointPolicy ? JSON.stringify(e.checkpointPolicy) : null, e.runDir, at, at);
       this.appendEvent(e.id, 'state', { from: null, to: 'QUEUED' });
     })();
     return this.getExperiment(e.id)!;
@@ -248,5 +270,69 @@ export class ServiceStore {
 
   lastEventId(): number {
     return (this.db.prepare('SELECT COALESCE(MAX(id), 0) AS id FROM events').get() as { id: number }).id;
+  }
+}
+
+export interface EvaluationRow {
+  id: string;
+  experiment_id: string;
+  checkpoint_step: number | null;
+  protocol: string;
+  args: string[];
+  status: 'running' | 'completed' | 'failed';
+  result: unknown;
+  error: string | null;
+  created_at: string;
+}
+
+export interface DatasetRow {
+  id: string;
+  name: string;
+  path: string;
+  info: unknown;
+  created_at: string;
+}
+
+type Raw<T, K extends keyof T> = Omit<T, K> & { [P in K]: string | null };
+
+/** Evaluations and registered datasets: artifacts that live beside the experiments. */
+export class ArtifactStore {
+  constructor(private readonly db: Database.Database) {}
+
+  createEvaluation(e: { id: string; experimentId: string; checkpointStep: number | null; protocol: string; args: string[] }): EvaluationRow {
+    this.db
+      .prepare(`INSERT INTO evaluations (id, experiment_id, checkpoint_step, protocol, args, status, created_at) VALUES (?, ?, ?, ?, ?, 'running', ?)`)
+      .run(e.id, e.experimentId, e.checkpointStep, e.protocol, JSON.stringify(e.args), now());
+    return this.evaluation(e.id)!;
+  }
+
+  finishEvaluation(id: string, outcome: { result: unknown } | { error: string }): void {
+    if ('error' in outcome) this.db.prepare(`UPDATE evaluations SET status = 'failed', error = ? WHERE id = ?`).run(outcome.error, id);
+    else this.db.prepare(`UPDATE evaluations SET status = 'completed', result = ? WHERE id = ?`).run(JSON.stringify(outcome.result), id);
+  }
+
+  evaluation(id: string): EvaluationRow | undefined {
+    const r = this.db.prepare('SELECT * FROM evaluations WHERE id = ?').get(id) as Raw<EvaluationRow, 'args' | 'result'> | undefined;
+    return r && { ...r, args: JSON.parse(r.args ?? '[]'), result: r.result ? JSON.parse(r.result) : null };
+  }
+
+  evaluations(experimentId: string): EvaluationRow[] {
+    const ids = this.db.prepare('SELECT id FROM evaluations WHERE experiment_id = ? ORDER BY created_at').all(experimentId) as { id: string }[];
+    return ids.map((r) => this.evaluation(r.id)!);
+  }
+
+  createDataset(d: { id: string; name: string; path: string; info: unknown }): DatasetRow {
+    this.db.prepare('INSERT INTO datasets (id, name, path, info, created_at) VALUES (?, ?, ?, ?, ?)').run(d.id, d.name, d.path, JSON.stringify(d.info), now());
+    return this.dataset(d.id)!;
+  }
+
+  dataset(idOrName: string): DatasetRow | undefined {
+    const r = this.db.prepare('SELECT * FROM datasets WHERE id = ? OR name = ?').get(idOrName, idOrName) as Raw<DatasetRow, 'info'> | undefined;
+    return r && { ...r, info: r.info ? JSON.parse(r.info) : null };
+  }
+
+  datasets(): DatasetRow[] {
+    const ids = this.db.prepare('SELECT id FROM datasets ORDER BY name').all() as { id: string }[];
+    return ids.map((r) => this.dataset(r.id)!);
   }
 }

@@ -1,0 +1,42 @@
+// The supervisor's launcher backed by the real training path: one RunController (ts/controller)
+// per attempt, all attempts of an experiment sharing its run directory so checkpoints carry over.
+import type { Logger } from 'pino';
+import type { RunConfig } from '../config/schema.ts';
+import { RunController, type MetricsEvent } from '../controller/index.ts';
+import type { Launcher } from './launcher.ts';
+
+export function controllerLauncher(log: Logger): Launcher {
+  const attempts = new Map<string, number>();
+  return async (req) => {
+    const attempt = (attempts.get(req.experimentId) ?? 0) + 1;
+    attempts.set(req.experimentId, attempt);
+    const controller = new RunController({
+      config: req.config as unknown as RunConfig,
+      outDir: req.runDir,
+      runId: `${req.experimentId}-a${attempt}`,
+      env: req.env,
+      resumeFrom: req.resumeFrom,
+      logger: log,
+    });
+    controller.on('state', (to: string) => {
+      if (to === 'running') req.events.onStarted?.({ pid: controller.pid });
+    });
+    controller.on('metrics', (m: MetricsEvent) => {
+      const values: Record<string, number> = { loss: m.loss, lr: m.lr, samples_per_s: m.samples_per_s, ...(m.terms ?? {}) };
+      req.events.onMetrics?.(m.step, values);
+    });
+    controller.on('checkpoint', (c: { step: number; path: string; bytes: number }) => req.events.onCheckpoint?.(c));
+    const done = controller.start().then((s) => ({
+      status: s.status,
+      steps: s.steps,
+      finalLoss: s.final_loss,
+      cause: s.cause,
+      summary: s as unknown as Record<string, unknown>,
+    }));
+    return {
+      stop: async (reason) => controller.cancel(reason, { checkpoint: true }),
+      kill: async () => void (await controller.kill()),
+      done,
+    };
+  };
+}

@@ -1,0 +1,35 @@
+// What the supervisor needs from the training path: start one run of an experiment and follow it.
+// `controllerLauncher` (ts/service/controller-launcher.ts) implements it with the real controller
+// (ts/controller); tests use the same real implementation.
+export interface RunEvents {
+  onStarted?(info: { pid: number | undefined }): void;
+  onMetrics?(step: number, values: Record<string, number>): void;
+  onCheckpoint?(c: { step: number; path: string; bytes: number }): void;
+}
+
+export interface RunOutcome {
+  status: 'completed' | 'failed' | 'canceled';
+  steps: number;
+  finalLoss: number | null;
+  cause: string | null;
+  summary: Record<string, unknown>;
+}
+
+export interface LaunchedRun {
+  /** Graceful stop: ranks finish the planned steps, write a checkpoint, exit. */
+  stop(reason: 'canceled' | 'paused' | 'restart'): Promise<void>;
+  /** Hard stop of the whole process group (SIGTERM → grace → SIGKILL). */
+  kill(): Promise<void>;
+  readonly done: Promise<RunOutcome>;
+}
+
+export interface LaunchRequest {
+  experimentId: string;
+  config: Record<string, unknown>;
+  runDir: string;
+  env: Record<string, string>;
+  resumeFrom: string | null;
+  events: RunEvents;
+}
+
+export type Launcher = (req: LaunchRequest) => Promise<LaunchedRun>;

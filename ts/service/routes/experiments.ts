@@ -1,0 +1,75 @@
+// /experiments: create (same config schema and shorthands as `dmfr run`), list, get, delete,
+// and the run actions stop / pause / resume / restart.
+import { randomBytes } from 'node:crypto';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { ConfigError, loadConfig } from '../../config/load.ts';
+import type { ServiceContext } from '../context.ts';
+import { ApiError, notFound } from '../errors.ts';
+import { CheckpointPolicy, CreateExperiment, Experiment, ExperimentList, IdParams, ListQuery } from '../schemas.ts';
+import { Value } from '@sinclair/typebox/value';
+
+const newId = () => `exp-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+const errorRefs = { 400: Type.Ref('Error'), 404: Type.Ref('Error'), 409: Type.Ref('Error') };
+
+export const experimentRoutes: FastifyPluginAsyncTypebox<ServiceContext> = async (app, ctx) => {
+  const { store, supervisor } = ctx;
+
+  app.post('/experiments', { schema: { body: CreateExperiment, response: { 201: Type.Ref(Experiment), 400: Type.Ref('Error') } } }, async (req, reply) => {
+    const body = req.body;
+    let config;
+    try {
+      config = loadConfig({
+        preset: body.preset,
+        method: body.method,
+        steps: body.steps,
+        nproc: body.nproc,
+        sets: body.set,
+        layers: body.config ? [{ source: 'body.config', value: body.config }] : [],
+      });
+    } catch (e) {
+      if (e instanceof ConfigError) {
+        const first = e.issues[0]!;
+        const field = first.source === 'body.config' ? `config.${first.path}` : first.path || first.source;
+        throw new ApiError(400, 'invalid_config', `${field}: ${first.message}`, { issues: e.issues });
+      }
+      throw e;
+    }
+    const id = newId();
+    const row = supervisor.create({
+      id,
+      name: body.name ?? config.name,
+      config: config as unknown as Record<string, unknown>,
+      nproc: config.train.nproc,
+      priority: body.priority ?? 0,
+      maxRestarts: body.max_restarts ?? 2,
+      checkpointPolicy: body.checkpoint_policy ? Value.Default(CheckpointPolicy, structuredClone(body.checkpoint_policy)) as never : null,
+    });
+    return reply.code(201).send(row as never);
+  });
+
+  app.get('/experiments', { schema: { querystring: ListQuery, response: { 200: Type.Ref(ExperimentList) } } }, async (req) => {
+    const { items, total } = store.listExperiments(req.query);
+    return { items, total, limit: req.query.limit, offset: req.query.offset } as never;
+  });
+
+  app.get('/experiments/:id', { schema: { params: IdParams, response: { 200: Type.Ref(Experiment), 404: Type.Ref('Error') } } }, async (req) => {
+    const row = store.getExperiment(req.params.id);
+    if (!row) throw notFound('experiment', req.params.id);
+    return row as never;
+  });
+
+  app.delete('/experiments/:id', { schema: { params: IdParams, response: { 204: Type.Null(), ...errorRefs } } }, async (req, reply) => {
+    supervisor.delete(req.params.id);
+    return reply.code(204).send(null);
+  });
+
+  const actions = { stop: 'stop', pause: 'pause', resume: 'resume', restart: 'restart' } as const;
+  for (const action of Object.values(actions)) {
+    app.post(
+      `/experiments/:id/${action}`,
+      { schema: { params: IdParams, response: { 202: Type.Ref(Experiment), ...errorRefs } } },
+      async (req, reply) => reply.code(202).send(supervisor[action](req.params.id) as never),
+    );
+  }
+};

@@ -1,0 +1,299 @@
+// Owns every experiment's lifecycle: queue → devices → launch → follow → settle, with restarts
+// from the latest checkpoint (up to max_restarts) when a run fails, pause/resume/restart on
+// request, and reconciliation of the store when the service itself restarts.
+import { existsSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { EventBus } from './bus.ts';
+import type { ExperimentRow, ServiceStore } from './db.ts';
+import { conflict, notFound } from './errors.ts';
+import type { LaunchedRun, Launcher, RunOutcome } from './launcher.ts';
+import { DeviceScheduler, deviceEnv, type Placement } from './scheduler.ts';
+import { ACTIVE, canTransition, type State } from './states.ts';
+
+export interface CheckpointPolicy {
+  keep_latest: number;
+  keep_best: number;
+  metric: string | null;
+  smaller_is_better: boolean;
+}
+
+export interface CreateRequest {
+  id: string;
+  name: string;
+  config: Record<string, unknown>;
+  nproc: number;
+  priority: number;
+  maxRestarts: number;
+  checkpointPolicy: CheckpointPolicy | null;
+}
+
+export class Supervisor {
+  private readonly live = new Map<string, LaunchedRun>();
+  private readonly settled = new Map<string, Promise<void>>();
+  private shuttingDown = false;
+
+  constructor(
+    private readonly store: ServiceStore,
+    private readonly bus: EventBus,
+    private readonly scheduler: DeviceScheduler,
+    private readonly launcher: Launcher,
+    readonly dataDir: string,
+    private readonly log: Logger,
+  ) {}
+
+  runDir(id: string): string {
+    return path.join(this.dataDir, 'experiments', id);
+  }
+
+  private get(id: string): ExperimentRow {
+    const row = this.store.getExperiment(id);
+    if (!row) throw notFound('experiment', id);
+    return row;
+  }
+
+  private move(id: string, from: State, to: State, fields: Parameters<ServiceStore['transition']>[3] = {}): void {
+    const eventId = this.store.transition(id, from, to, fields);
+    this.bus.publish(id, eventId);
+    this.log.info({ experiment: id, from, to, cause: fields.cause }, 'state');
+  }
+
+  private require(row: ExperimentRow, to: State, action: string): void {
+    if (!canTransition(row.state, to)) throw conflict(`cannot ${action} experiment ${row.id} in state ${row.state}`, row.state);
+  }
+
+  create(req: CreateRequest): ExperimentRow {
+    const row = this.store.createExperiment({ ...req, runDir: this.runDir(req.id) });
+    this.bus.publish(req.id, this.store.lastEventId());
+    this.scheduler.enqueue(req.id, req.nproc, req.priority);
+    this.pump();
+    return this.get(req.id);
+  }
+
+  /** Place queued runs (QUEUED, RESUMING or RESTARTING) on free devices. */
+  pump(): void {
+    if (this.shuttingDown) return;
+    for (const placement of this.scheduler.schedule()) void this.start(placement);
+  }
+
+  private latestCheckpoint(id: string): string | null {
+    const kept = this.store.checkpoints(id).filter((c) => existsSync(c.path));
+    return kept.length ? kept[kept.length - 1]!.path : null;
+  }
+
+  private async start(p: Placement): Promise<void> {
+    const id = p.runId;
+    const row = this.get(id);
+    this.move(id, row.state, 'STARTING', { devices: p.devices, cause: null });
+    const resumeFrom = row.state === 'QUEUED' ? null : this.latestCheckpoint(id);
+    let run: LaunchedRun;
+    try {
+      run = await this.launcher({
+        experimentId: id,
+        config: row.config as Record<string, unknown>,
+        runDir: row.run_dir,
+        env: deviceEnv(p),
+        resumeFrom,
+        events: {
+          onStarted: ({ pid }) => {
+            const cur = this.get(id);
+            if (cur.state === 'STARTING') this.move(id, 'STARTING', 'RUNNING', { pid: pid ?? null });
+          },
+          onMetrics: (step, values) => this.bus.publish(id, this.store.recordMetrics(id, step, values)),
+          onCheckpoint: (c) => {
+            this.bus.publish(id, this.store.addCheckpoint(id, c));
+            this.applyRetention(id);
+          },
+        },
+      });
+    } catch (err) {
+      this.scheduler.release(id);
+      this.move(id, 'STARTING', 'STOPPING_ERROR', { cause: `launch failed: ${(err as Error).message}` });
+      this.move(id, 'STOPPING_ERROR', 'ERROR');
+      this.pump();
+      return;
+    }
+    this.live.set(id, run);
+    const settled = run.done.then(
+      (outcome) => this.settle(id, outcome),
+      (err: Error) => this.settle(id, { status: 'failed', steps: 0, finalLoss: null, cause: err.message, summary: {} }),
+    );
+    this.settled.set(id, settled);
+  }
+
+  /** Decide what a finished run means given the state the experiment is in. */
+  private settle(id: string, outcome: RunOutcome): void {
+    this.live.delete(id);
+    if (this.shuttingDown) return; // reconciled at the next start-up
+    const row = this.get(id);
+    const summary = outcome.summary;
+    const fail = (cause: string) => {
+      const from = this.get(id).state;
+      if (from !== 'STOPPING_ERROR') this.move(id, from, 'STOPPING_ERROR', { cause });
+      this.move(id, 'STOPPING_ERROR', 'ERROR', { summary });
+    };
+    switch (row.state) {
+      case 'PAUSING':
+        this.scheduler.release(id);
+        if (outcome.status === 'failed') fail(outcome.cause ?? 'failed while pausing');
+        else this.move(id, 'PAUSING', 'PAUSED', { summary, devices: null, pid: null });
+        break;
+      case 'STOPPING_CANCELED':
+        this.scheduler.release(id);
+        this.move(id, 'STOPPING_CANCELED', 'CANCELED', { summary, pid: null });
+        break;
+      case 'RESTARTING':
+        this.scheduler.release(id);
+        this.scheduler.enqueue(id, row.nproc, row.priority);
+        break;
+      case 'STARTING':
+      case 'RUNNING':
+        this.scheduler.release(id);
+        if (outcome.status === 'completed') {
+          this.move(id, row.state, 'STOPPING_COMPLETED', { summary });
+          this.move(id, 'STOPPING_COMPLETED', 'COMPLETED', { pid: null });
+        } else if (outcome.status === 'failed' && row.restarts < row.max_restarts) {
+          this.store.bumpRestarts(id);
+          this.move(id, row.state, 'RESTARTING', { cause: outcome.cause, summary });
+          this.scheduler.enqueue(id, row.nproc, row.priority);
+        } else if (outcome.status === 'canceled') {
+          this.move(id, row.state, 'STOPPING_CANCELED', { summary });
+          this.move(id, 'STOPPING_CANCELED', 'CANCELED', { pid: null });
+        } else {
+          fail(outcome.cause ?? 'failed');
+        }
+        break;
+      default:
+        this.scheduler.release(id);
+        this.log.warn({ experiment: id, state: row.state, outcome: outcome.status }, 'run ended in an unexpected state');
+    }
+    this.pump();
+  }
+
+  stop(id: string): ExperimentRow {
+    const row = this.get(id);
+    this.require(row, 'STOPPING_CANCELED', 'stop');
+    this.move(id, row.state, 'STOPPING_CANCELED', { cause: 'stopped by request' });
+    const run = this.live.get(id);
+    if (run) void run.stop('canceled');
+    else {
+      this.scheduler.dequeue(id);
+      this.move(id, 'STOPPING_CANCELED', 'CANCELED');
+    }
+    return this.get(id);
+  }
+
+  pause(id: string): ExperimentRow {
+    const row = this.get(id);
+    this.require(row, 'PAUSING', 'pause');
+    const run = this.live.get(id);
+    if (!run) throw conflict(`experiment ${id} has no live run to pause`, row.state);
+    this.move(id, row.state, 'PAUSING');
+    void run.stop('paused');
+    return this.get(id);
+  }
+
+  resume(id: string): ExperimentRow {
+    const row = this.get(id);
+    this.require(row, 'RESUMING', 'resume');
+    this.move(id, row.state, 'RESUMING');
+    this.scheduler.enqueue(id, row.nproc, row.priority);
+    this.pump();
+    return this.get(id);
+  }
+
+  restart(id: string): ExperimentRow {
+    const row = this.get(id);
+    this.require(row, 'RESTARTING', 'restart');
+    const run = this.live.get(id);
+    if (!run) throw conflict(`experiment ${id} has no live run to restart`, row.state);
+    this.move(id, row.state, 'RESTARTING', { cause: 'restarted by request' });
+    void run.stop('restart');
+    return this.get(id);
+  }
+
+  delete(id: string): void {
+    const row = this.get(id);
+    if (ACTIVE.has(row.state) || this.live.has(id)) throw conflict(`experiment ${id} is ${row.state}; stop it before deleting`, row.state);
+    this.scheduler.dequeue(id);
+    this.store.deleteExperiment(id);
+    rmSync(row.run_dir, { recursive: true, force: true });
+  }
+
+  /** Keep the latest N and the best K checkpoints; delete the others' files. */
+  private applyRetention(id: string): void {
+    const policy = this.get(id).checkpoint_policy;
+    if (!policy) return;
+    const all = this.store.checkpoints(id);
+    const keep = new Set(all.slice(-policy.keep_latest).map((c) => c.step));
+    if (policy.keep_best > 0) {
+      const scored = all.filter((c) => c.metric !== null);
+      scored.sort((a, b) => (policy.smaller_is_better ? a.metric! - b.metric! : b.metric! - a.metric!));
+      for (const c of scored.slice(0, policy.keep_best)) keep.add(c.step);
+    }
+    for (const c of all) {
+      if (keep.has(c.step)) continue;
+      this.store.removeCheckpoint(id, c.step);
+      if (path.resolve(c.path).startsWith(path.resolve(this.dataDir) + path.sep)) rmSync(c.path, { force: true });
+    }
+  }
+
+  /**
+   * Start-up reconciliation: the previous service process is gone, and so are its ranks (they exit
+   * when their controller vanishes; any leftover process group is killed here). Nothing stays in an
+   * active state without ranks: interrupted runs go back to the queue to restart from their latest
+   * checkpoint; half-finished stops settle.
+   */
+  reconcile(): void {
+    for (const row of this.store.listExperiments({ limit: 1_000_000, offset: 0 }).items.reverse()) {
+      if (row.pid) {
+        try {
+          process.kill(-row.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      switch (row.state) {
+        case 'QUEUED':
+        case 'RESUMING':
+        case 'RESTARTING':
+          this.scheduler.enqueue(row.id, row.nproc, row.priority);
+          break;
+        case 'STARTING':
+        case 'RUNNING':
+          this.move(row.id, row.state, 'RESTARTING', { cause: 'service restarted', pid: null, devices: null });
+          this.scheduler.enqueue(row.id, row.nproc, row.priority);
+          break;
+        case 'PAUSING':
+          this.move(row.id, 'PAUSING', 'PAUSED', { cause: 'service restarted while pausing', pid: null, devices: null });
+          break;
+        case 'STOPPING_CANCELED':
+          this.move(row.id, row.state, 'CANCELED', { pid: null, devices: null });
+          break;
+        case 'STOPPING_COMPLETED':
+          this.move(row.id, row.state, 'COMPLETED', { pid: null, devices: null });
+          break;
+        case 'STOPPING_ERROR':
+          this.move(row.id, row.state, 'ERROR', { pid: null, devices: null });
+          break;
+        default:
+          break;
+      }
+    }
+    this.pump();
+  }
+
+  /** Graceful shutdown: no new placements; live runs checkpoint and stop; wait for them. */
+  async shutdown(graceMs: number): Promise<void> {
+    this.shuttingDown = true;
+    const runs = [...this.live.entries()];
+    await Promise.all(runs.map(([, run]) => run.stop('restart').catch(() => undefined)));
+    const all = Promise.all([...this.settled.values()]);
+    const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), graceMs).unref());
+    if ((await Promise.race([all, timeout])) === 'timeout') await Promise.all(runs.map(([, run]) => run.kill().catch(() => undefined)));
+  }
+
+  isLive(id: string): boolean {
+    return this.live.has(id);
+  }
+}
