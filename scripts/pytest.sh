@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Python tests with the checkout's venv. pytest's exit 5 ("no tests collected") is a failure here.
+# Python tests with the checkout's venv: the whole of test/python, or the files/ids given.
+# pytest's exit 5 ("no tests collected") counts as a failure here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$(pwd)/python${PYTHONPATH:+:$PYTHONPATH}"
-exec .venv/bin/python -m pytest test/python -q "$@"
+targets=(test/python)
+for arg in "$@"; do
+  case "$arg" in -*) ;; *) targets=() ;; esac
+done
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "${targets[@]}" "$@"
