@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$(pwd)/python${PYTHONPATH:+:$PYTHONPATH}"
 targets=(test/python)
 for arg in "$@"; do
-  case "$arg" in -*) ;; *) targets=() ;; esac
+  if [ -e "${arg%%::*}" ]; then targets=(); fi
 done
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "${targets[@]}" "$@"

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 # arcface_torch's get_model: r18/r34/r50/r100/r200 block counts.
+# (arcface_torch's backbones/__init__.py: iresnet18 … iresnet200.)
 LAYERS = {
     "r18": (2, 2, 2, 2),
     "r34": (3, 4, 6, 3),
@@ -108,10 +109,15 @@ class IResNet(nn.Module):
         return self.prelu(self.bn1(self.conv1(x)))
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
-        """From layer4's output map to the embedding."""
+        """From layer4's output map to the embedding.
+
+        As arcface_torch, `fc` and `features` run in float32 outside autocast (its forward closes
+        the autocast block before `self.fc(x.float())`).
+        """
         x = torch.flatten(self.bn2(x), 1)
         x = self.dropout(x)
-        return self.features(self.fc(x.float()))
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self.features(self.fc(x.float()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
