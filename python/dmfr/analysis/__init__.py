@@ -1,0 +1,1 @@
+"""The paper's analyses: Table 1 similarities, the modality probe, Fig. 5 and Fig. 6."""
