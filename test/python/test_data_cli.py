@@ -132,42 +132,13 @@ def test_inspect_detects_formats_and_bad_paths(tree, tmp_path):
     assert proc.returncode == 2 and "must end in .rec" in proc.stderr
 
 
-def test_synth_is_delegated_or_clearly_unavailable(monkeypatch, capsys):
+def test_synth_and_register_are_wired():
     import argparse
 
     from dmfr.cli import data as data_cli
+    from dmfr.data import manifest, synth
 
-    def build():
-        parser = argparse.ArgumentParser(prog="dmfr")
-        data_cli.register(parser.add_subparsers(dest="verb"))
-        return parser
-
-    monkeypatch.setitem(sys.modules, "dmfr.data.synth", None)  # as if the module were absent
-    args = build().parse_args(["data", "synth", "--anything"])
-    assert args.func(args) == 2
-    assert "data synth is not available in this build" in capsys.readouterr().err
-    assert build().parse_args(["data", "inspect", "x"]).func is data_cli._inspect  # data still works
-
-
-def test_pack_stops_on_a_bad_image_or_skips_it(tree, tmp_path):
-    bad = tree / "cy" / "b.jpg"
-    bad.write_bytes(bad.read_bytes()[:300])
-    proc = dmfr("pack", tree, tmp_path / "p" / "train.rec", ok=False)
-    assert proc.returncode == 2 and f"dmfr: error: {bad}: cannot decode image" in proc.stderr
-    proc = dmfr("pack", tree, tmp_path / "q" / "train.rec", "--skip-bad")
-    assert "packed 5 images of 3 identities" in proc.stdout and "skipped 1 bad images" in proc.stderr
-    assert RecordDataset(str(tmp_path / "q")).labels.tolist() == [0, 0, 1, 2, 2]
-
-
-def test_real_orl_pack_reads_back_like_the_folder(tmp_path):
-    orl = REPO / ".." / "shared" / "data" / "faces" / "orl"
-    if not orl.exists():
-        pytest.skip(f"{orl} absent (real-face test data is not part of a fresh clone)")
-    from dmfr.data.folder import FolderDataset
-
-    dmfr("pack", orl, tmp_path / "orl" / "train.rec")  # PGM -> lossless PNG
-    rec, folder = RecordDataset(str(tmp_path / "orl")), FolderDataset(str(orl))
-    assert rec.labels.tolist() == folder.labels.tolist() and rec.num_classes == 40
-    idx = np.arange(0, 400, 7)
-    assert np.array_equal(rec.load(idx).numpy(), folder.load(idx).numpy())
-    assert (tmp_path / "orl" / "property").read_text() == "40,112,92\n"
+    parser = argparse.ArgumentParser(prog="dmfr")
+    data_cli.register(parser.add_subparsers(dest="verb"))
+    assert parser.parse_args(["data", "synth", "--from", "x", "--generator", "pose", "--delta", "30", "--out", "y"]).func is synth.run
+    assert parser.parse_args(["data", "register", "--folder", "x", "--manifest", "m.jsonl"]).func is manifest.run_register

@@ -1,9 +1,10 @@
-"""`dmfr data inspect|pack|unpack|synth`: look into, convert and generate face datasets.
+"""`dmfr data inspect|pack|unpack|synth|register`: look into, convert and generate face datasets.
 
 inspect PATH [--json]   format, images, identities, pairs, image sizes, problems (exit 1 if any)
 pack SRC OUT.rec        image folder or list file -> insightface .rec + .idx + property
 unpack REC OUT_DIR      .rec -> OUT_DIR/<label>/<key>.<ext>, one folder per identity
-synth …                 procedural generative domains (dmfr.data.synth)
+synth …                 a generative domain from real images (dmfr.data.synth)
+register …              an external generator's output: folder + manifest (dmfr.data.manifest)
 """
 from __future__ import annotations
 
@@ -142,31 +143,6 @@ def _unpack(args) -> int:
     return 0
 
 
-def _synth_unavailable(reason: str):
-    def handler(args) -> int:
-        print(f"dmfr: error: data synth is not available in this build ({reason})", file=sys.stderr)
-        return 2
-    return handler
-
-
-def _add_synth(sub) -> None:
-    """Delegate to dmfr.data.synth (the procedural generators), imported only here."""
-    try:
-        import importlib
-        synth = importlib.import_module("dmfr.data.synth")
-        add_arguments, run = synth.add_arguments, synth.run
-    except Exception as exc:  # missing or broken module: `data` keeps working
-        # no option parsing (prefix_chars matches nothing): any arguments reach the handler
-        p = sub.add_parser("synth", help="generate synthetic domains (not available)",
-                           add_help=False, prefix_chars="\x01")
-        p.add_argument("rest", nargs="*")
-        p.set_defaults(func=_synth_unavailable(f"{type(exc).__name__}: {exc}"))
-        return
-    p = sub.add_parser("synth", help="generate synthetic face domains")
-    add_arguments(p)
-    p.set_defaults(func=run)
-
-
 def register(subparsers) -> None:
     data = subparsers.add_parser("data", help="inspect, pack, unpack and synthesise face datasets")
     sub = data.add_subparsers(dest="data_verb", required=True)
@@ -192,4 +168,12 @@ def register(subparsers) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip bad records instead of stopping")
     p.set_defaults(func=_unpack)
 
-    _add_synth(sub)
+    from dmfr.data import manifest, synth  # imported here: they pull in the renderer
+
+    p = sub.add_parser("synth", help="generate a generative domain from real images (built-in generators)")
+    synth.add_arguments(p)
+    p.set_defaults(func=synth.run)
+
+    p = sub.add_parser("register", help="register an external generator's output: folder + manifest")
+    manifest.add_register_arguments(p)
+    p.set_defaults(func=manifest.run_register)

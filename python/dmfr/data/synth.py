@@ -1,0 +1,266 @@
+"""The built-in generators: `pose` and `quality`, each with its own synthetic modality ε.
+
+The paper (section "Modality of the Synthetic Data") writes a synthetic sample as
+x' = x ⊕ g(x, Δc) ⊕ ε(x): g is the wanted condition change (g(x, 0) = 0), ε the generator's fixed
+mode. Here g is `pose` (a yaw-like out-of-plane warp of the image by Δc degrees, a stand-in for
+PRNet's 3-D rotation) or `quality` (blur, downscale, JPEG and noise at level Δc, a stand-in for
+the paper's CycleGAN blur), and each generator stamps its own documented fingerprint ε with a
+`strength` (0 = none). Two further imperfections of real generators are modelled (issue 4,
+"Calibrating the benchmark"): ε is content-dependent — smoothing, a multiplicative periodic
+pattern like the spectral peaks of transposed-convolution upsampling, a multiplicative texture and
+a contrast/tint change — because a fixed additive pattern is trivially subtracted by a CNN; and
+g regresses toward a mean face (`identity_loss`), so synthetic samples carry less identity.
+
+`dmfr data synth` (add_arguments / run below) applies a generator to a folder of real images and
+writes a generative domain with its manifest (docs/domains.md).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from dmfr.data import imageops, manifest, render
+from dmfr.errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """A generator's modality ε; every term is scaled by the strength s (s = 0: no change).
+
+    ε(x) = tint·s + m + (1 + contrast·s)·(x̃ − m),  x̃ = blur_σ·s(x) · (1 + s·(period_amp·P_k + texture_amp·T))
+    with m the image's mean, P_k a zero-mean period-k grid (the checkerboard that a stride-k
+    transposed convolution leaves where kernel footprints overlap unevenly) and T a fixed
+    unit-variance band-pass noise texture drawn from `seed`.
+    """
+
+    blur: float  # σ in pixels at 112 px and s = 1
+    period: int  # P_k period in pixels
+    period_amp: float
+    texture_amp: float
+    contrast: float
+    tint: tuple[float, float, float]  # 0..255 units at s = 1
+    seed: int
+
+    def pattern(self, size: int) -> np.ndarray:
+        """The fixed multiplicative pattern (period grid + texture), float32 [size, size, 1]."""
+        i = np.arange(size)
+        on = (i % self.period == 0).astype(np.float32)
+        grid = on[:, None] + on[None, :]
+        grid = (grid - grid.mean()) / grid.std()
+        rng = np.random.default_rng(self.seed)
+        noise = rng.standard_normal((size, size)).astype(np.float32)
+        # Band-pass: difference of Gaussians in the Fourier domain, periods ≈ 3–12 px at 112 px.
+        f = np.fft.fftfreq(size)[:, None] ** 2 + np.fft.fftfreq(size)[None, :] ** 2
+        scale = size / 112
+        band = np.exp(-f * (2 * np.pi * 1.0 * scale) ** 2 / 2) - np.exp(-f * (2 * np.pi * 4.0 * scale) ** 2 / 2)
+        tex = np.real(np.fft.ifft2(np.fft.fft2(noise) * band)).astype(np.float32)
+        tex = (tex - tex.mean()) / tex.std()
+        return (self.period_amp * grid + self.texture_amp * tex)[:, :, None]
+
+    def apply(self, x: np.ndarray, strength: float) -> np.ndarray:
+        """x float32 [B, H, W, 3] on 0..255 → the same with ε stamped at `strength`."""
+        if strength <= 0:
+            return x
+        size = x.shape[1]
+        x = imageops.gaussian_blur(x, self.blur * strength * size / 112)
+        x = x * (1 + strength * self.pattern(size))[None]
+        m = x.mean(axis=(1, 2, 3), keepdims=True)
+        x = m + (1 + self.contrast * strength) * (x - m) + strength * np.asarray(self.tint, np.float32)
+        return np.clip(x, 0, 255)
+
+
+class Generator:
+    """A built-in generator: g (the condition change Δc) then ε (its fingerprint)."""
+
+    name: str
+    unit: str  # what Δc measures
+    full_delta: float  # |Δc| at which identity_loss applies in full
+    fingerprint: Fingerprint
+
+    def change(self, x: np.ndarray, delta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """g: apply the condition change Δc per image. x float32 [B, H, W, 3]."""
+        raise NotImplementedError
+
+    def apply(
+        self,
+        images: np.ndarray,
+        delta: np.ndarray,
+        *,
+        strength: float = 1.0,
+        identity_loss: float = 0.0,
+        mean_face: np.ndarray | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """uint8 [B, H, W, 3] real images and Δc [B] → uint8 synthetic images.
+
+        identity_loss w in [0, 1] blends the source toward the mean face (then applies g) by
+        w·min(1, |Δc| / full_delta), so that g(x, 0) = 0 as the paper assumes; Δc = 0 at
+        strength 0 returns the source exactly.
+        """
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"expected uint8 [B, H, W, 3] images, got {images.dtype} {images.shape}")
+        rng = rng or np.random.default_rng(0)
+        delta = np.broadcast_to(np.asarray(delta, np.float32), (len(images),))
+        x = images.astype(np.float32)
+        out = x.copy()
+        moved = delta != 0
+        if moved.any():
+            src = x[moved]
+            if identity_loss > 0 and mean_face is not None:
+                # Blending before g equals blending the changed image with the changed mean face
+                # for the (linear) pose warp; for quality it is the same idea: the loss comes first.
+                w = (identity_loss * np.minimum(1.0, np.abs(delta[moved]) / self.full_delta))[:, None, None, None]
+                src = (1 - w) * src + w * mean_face.astype(np.float32)[None]
+            out[moved] = self.change(src, delta[moved], rng)
+        out = self.fingerprint.apply(out, strength)
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+class PoseGenerator(Generator):
+    """Yaw by Δc degrees: the image is taken as the texture of the renderer's mean head ellipsoid
+    (dmfr.data.render), seen from the front, and re-projected after a rotation — a 2-D stand-in
+    for PRNet (which fits a 3-D face and re-renders it). The far side, unseen in the source, is
+    filled by stretching the visible edge, as 2-D reprojection does."""
+
+    name = "pose"
+    unit = "degrees"
+    full_delta = 30.0
+    fingerprint = Fingerprint(blur=0.8, period=4, period_amp=0.03, texture_amp=0.06, contrast=0.15,
+                              tint=(4.0, 0.0, -4.0), seed=101)
+    # The mean head of dmfr.data.render (logistic midpoints of head_ax/head_ay).
+    head = (0.63, 0.875, render.HEAD_AZ)
+
+    def change(self, x, delta, rng):
+        b, h, w, _ = x.shape
+        ax, ay, az = self.head
+        lin = (np.arange(w, dtype=np.float32) + 0.5) / w * 2 - 1
+        px = np.broadcast_to(lin[None, None, :], (b, h, w))
+        py = np.broadcast_to(-lin[None, :, None] + 0.02, (b, h, w))
+        th = np.deg2rad(delta)[:, None, None]
+        c, s = np.cos(th), np.sin(th)
+        qa = (s / ax) ** 2 + (c / az) ** 2
+        qb = 2 * px * c * s * (1 / ax**2 - 1 / az**2)
+        qc = (c * px / ax) ** 2 + (s * px / az) ** 2 + (py / ay) ** 2 - 1
+        disc = qb * qb - 4 * qa * qc
+        t = (-qb + np.sqrt(np.maximum(disc, 0))) / (2 * qa)
+        qx = np.where(disc > 0, c * px + s * t, px)  # off the head: the source pixel in place
+        sx = (qx + 1) / 2 * w - 0.5
+        return imageops.sample_rows(x, sx)  # a yaw moves pixels along their row only
+
+
+class QualityGenerator(Generator):
+    """Quality loss at level Δc in [0, 1] (imageops.degrade), a stand-in for CycleGAN blur."""
+
+    name = "quality"
+    unit = "level"
+    full_delta = 1.0
+    fingerprint = Fingerprint(blur=0.4, period=2, period_amp=0.05, texture_amp=0.04, contrast=-0.12,
+                              tint=(0.0, 2.0, 4.0), seed=202)
+
+    def change(self, x, delta, rng):
+        out = np.empty_like(x)
+        for level in np.unique(delta):
+            sel = delta == level
+            out[sel] = imageops.degrade(x[sel], float(min(1.0, abs(level))), rng)
+        return out
+
+
+GENERATORS: dict[str, type[Generator]] = {"pose": PoseGenerator, "quality": QualityGenerator}
+
+
+def get_generator(name: str) -> Generator:
+    if name not in GENERATORS:
+        raise ConfigError(f"unknown generator {name!r}: built-in generators are {', '.join(sorted(GENERATORS))}")
+    return GENERATORS[name]()
+
+
+# ---- `dmfr data synth`: a generative domain from a folder of real images ----------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="real", required=True, metavar="REAL",
+                        help="folder of real images, root/identity/image")
+    parser.add_argument("--generator", required=True, choices=sorted(GENERATORS))
+    parser.add_argument("--delta", required=True, type=float, nargs="+", metavar="DC",
+                        help="condition change(s) Δc: yaw degrees (pose) or level 0..1 (quality); "
+                             "each real image yields one synthetic image per value")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output domain folder (created)")
+    parser.add_argument("--strength", type=float, default=1.0,
+                        help="fingerprint ε strength (0: none; default 1)")
+    parser.add_argument("--identity-loss", type=float, default=0.0,
+                        help="blend toward the folder's mean face at full Δc, 0..1 (default 0)")
+    parser.add_argument("--image-size", type=int, default=112, help="square output size (default 112)")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed (quality generator)")
+
+
+def _check_args(args) -> None:
+    if args.strength < 0:
+        raise ConfigError(f"--strength: must be ≥ 0, got {args.strength}")
+    if not 0 <= args.identity_loss <= 1:
+        raise ConfigError(f"--identity-loss: must be in [0, 1], got {args.identity_loss}")
+    if args.image_size < 16:
+        raise ConfigError(f"--image-size: must be ≥ 16, got {args.image_size}")
+    if args.generator == "quality" and any(not 0 <= d <= 1 for d in args.delta):
+        raise ConfigError(f"--delta: quality levels must be in [0, 1], got {args.delta}")
+    if args.generator == "pose" and any(abs(d) > 90 for d in args.delta):
+        raise ConfigError(f"--delta: yaw changes must be within ±90 degrees, got {args.delta}")
+    if len(set(args.delta)) != len(args.delta):
+        raise ConfigError(f"--delta: values repeat: {args.delta}")
+    if os.path.exists(args.out) and os.listdir(args.out):
+        raise ConfigError(f"--out: {args.out} exists and is not empty")
+
+
+def _delta_tag(d: float) -> str:
+    return f"{d:+g}".replace(".", "p")
+
+
+def synthesize_folder(real: str, generator: str, deltas: list[float], out: str, *, strength: float = 1.0,
+                      identity_loss: float = 0.0, image_size: int = 112, seed: int = 0,
+                      batch: int = 128) -> list[manifest.ManifestEntry]:
+    """Write one synthetic PNG per (real image, Δc) under out/identity/ and out/manifest.jsonl."""
+    from dmfr.data.folder import scan_folder
+    from dmfr.data.images import load_image, resize_square
+
+    gen = get_generator(generator)
+    _, samples, _ = scan_folder(real)
+    if not samples:
+        raise DataError(f"{real}: no images found in root/identity/image layout")
+
+    def read(paths):
+        return np.stack([resize_square(load_image(os.path.join(real, p)), image_size) for p in paths])
+
+    paths = [p for p, _ in samples]
+    mean = None
+    if identity_loss > 0:  # the folder's mean face, accumulated batch by batch
+        total = np.zeros((image_size, image_size, 3), np.float64)
+        for s in range(0, len(paths), batch):
+            total += read(paths[s:s + batch]).astype(np.float64).sum(0)
+        mean = (total / len(paths)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    os.makedirs(out, exist_ok=True)
+    entries = []
+    for s in range(0, len(paths), batch):
+        chunk = paths[s:s + batch]
+        images = read(chunk)
+        for d in deltas:
+            synth = gen.apply(images, np.full(len(chunk), d, np.float32), strength=strength,
+                              identity_loss=identity_loss, mean_face=mean, rng=rng)
+            for rel, img in zip(chunk, synth):
+                identity, name = rel.split("/", 1)
+                out_rel = f"{identity}/{os.path.splitext(name)[0]}_{generator}{_delta_tag(d)}.png"
+                os.makedirs(os.path.join(out, identity), exist_ok=True)
+                Image.fromarray(img).save(os.path.join(out, out_rel))
+                entries.append(manifest.ManifestEntry(out_rel, identity, rel, generator, float(d), float(strength)))
+    manifest.write_manifest(out, entries)
+    return entries
+
+
+def run(args) -> int:
+    _check_args(args)
+    entries = synthesize_folder(args.real, args.generator, list(args.delta), args.out, strength=args.strength,
+                                identity_loss=args.identity_loss, image_size=args.image_size, seed=args.seed)
+    print(f"wrote {len(entries)} {args.generator} images and {os.path.join(args.out, manifest.MANIFEST_NAME)}")
+    return 0
