@@ -22,7 +22,7 @@ export function controllerLauncher(log: Logger): Launcher {
       if (to === 'running') req.events.onStarted?.({ pid: controller.pid });
     });
     controller.on('metrics', (m: MetricsEvent) => {
-      const values: Record<string, number> = { loss: m.loss, lr: m.lr, samples_per_s: m.samples_per_s, ...(m.terms ?? {}) };
+      const values: Record<string, number> = { loss: m.loss ?? Number.NaN, lr: m.lr, samples_per_s: m.samples_per_s, ...(m.terms ?? {}) };
       req.events.onMetrics?.(m.step, values);
     });
     controller.on('checkpoint', (c: { step: number; path: string; bytes: number }) => req.events.onCheckpoint?.(c));

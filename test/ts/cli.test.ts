@@ -1,0 +1,86 @@
+// The `dmfr` command as a user runs it: `node bin/dmfr.js …` in a child process.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../../ts/controller/launch.ts';
+import { HAVE_PYTHON } from './helpers.ts';
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function dmfr(args: string[], opts: { onStderr?: (text: string, child: ReturnType<typeof spawn>) => void } = {}): Promise<Result> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(REPO_ROOT, 'bin', 'dmfr.js'), ...args], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, DMFR_LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      opts.onStderr?.(stderr, child);
+    });
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'dmfr-cli-'));
+
+describe('dmfr CLI', () => {
+  it('rejects a bad config with exit 2, naming the file, the field and what was expected', async () => {
+    const f = join(tmp(), 'bad.yaml');
+    writeFileSync(f, 'train:\n  steps: 0\n');
+    const r = await dmfr(['run', f, '--json']);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain(`${f}: train.steps: Expected integer to be greater or equal to 1 (minimum 1), got 0`);
+  });
+
+  it('rejects bad flags with usage', async () => {
+    const r = await dmfr(['run', '--steps', 'ten']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--steps: expected a positive integer, got 'ten'/);
+    const u = await dmfr(['run', '--bogus']);
+    expect(u.code).toBe(2);
+    expect(u.stderr).toMatch(/Unknown option '--bogus'[\s\S]*usage: dmfr run/);
+    const s = await dmfr(['run', '--set', 'train.nope=1']);
+    expect(s.stderr).toMatch(/--set train.nope=1: train.nope: unknown config path/);
+  });
+
+  it.skipIf(!HAVE_PYTHON)('forwards other verbs to python -m dmfr.cli with its exit code', async () => {
+    const r = await dmfr(['no-such-verb']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/invalid choice: 'no-such-verb'/);
+    const h = await dmfr(['data', '--help']);
+    expect(h.code).toBe(0);
+    expect(h.stdout).toMatch(/usage: dmfr data/);
+  });
+
+  it.skipIf(!HAVE_PYTHON)('SIGINT cancels a run cleanly; --json prints the summary as the last stdout line', async () => {
+    const out = join(tmp(), 'run');
+    let sent = false;
+    const r = await dmfr(['run', '--preset', 'quick', '--steps', '5000', '--out', out, '--json'], {
+      onStderr: (text, child) => {
+        if (!sent && /"to":"running"/.test(text)) {
+          sent = true;
+          setTimeout(() => child.kill('SIGINT'), 1000);
+        }
+      },
+    });
+    expect(sent).toBe(true);
+    expect(r.code).toBe(130);
+    const lines = r.stdout.trim().split('\n');
+    const summary = JSON.parse(lines.at(-1)!);
+    expect(summary).toMatchObject({ status: 'canceled', cause: 'canceled by SIGINT', run_dir: out });
+    expect(summary.steps).toBeGreaterThan(0);
+    expect(typeof summary.final_loss).toBe('number');
+    for (const k of ['samples_per_s', 'steps_per_s', 'plan_wait_fraction', 'wire_rejected']) expect(summary).toHaveProperty(k);
+  }, 120_000);
+});

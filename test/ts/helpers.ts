@@ -1,0 +1,23 @@
+// Shared test helpers: real processes, no fakes.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../../ts/controller/launch.ts';
+import { log } from '../../ts/log.ts';
+
+// Tests show warnings and errors only, unless DMFR_LOG_LEVEL asks for more.
+log.level = process.env.DMFR_LOG_LEVEL ?? 'warn';
+
+export const PYTHON = process.env.DMFR_PYTHON || join(REPO_ROOT, '.venv', 'bin', 'python');
+export const HAVE_PYTHON = existsSync(PYTHON);
+
+export function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t0 = Date.now();
+    const check = () => {
+      if (cond()) return resolve();
+      if (Date.now() - t0 > timeoutMs) return reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+      setTimeout(check, 20);
+    };
+    check();
+  });
+}

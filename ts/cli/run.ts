@@ -1,0 +1,84 @@
+// `dmfr run [CONFIG.yaml|json] [--preset quick|paper] [--method M] [--steps N] [--nproc N]
+//           [--set path.to.key=value]... [--out DIR] [--json]`
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from '../config/load.ts';
+import { RunController } from '../controller/index.ts';
+import { ProgressBar } from './progress.ts';
+
+export const RUN_USAGE = `usage: dmfr run [CONFIG.yaml|json] [--preset quick|paper] [--method M] [--steps N]
+                [--nproc N] [--set path.to.key=value]... [--out DIR] [--json]`;
+
+export class UsageError extends Error {}
+
+function positiveInt(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^[1-9][0-9]*$/.test(v)) throw new UsageError(`${flag}: expected a positive integer, got '${v}'`);
+  return Number(v);
+}
+
+export async function runCommand(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        preset: { type: 'string' },
+        method: { type: 'string' },
+        steps: { type: 'string' },
+        nproc: { type: 'string' },
+        set: { type: 'string', multiple: true },
+        out: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(`${RUN_USAGE}\n`);
+    return 0;
+  }
+  if (positionals.length > 1) throw new UsageError(`expected at most one config file, got ${positionals.join(' ')}`);
+
+  const config = loadConfig({
+    file: positionals[0],
+    preset: values.preset,
+    method: values.method,
+    steps: positiveInt('--steps', values.steps),
+    nproc: positiveInt('--nproc', values.nproc),
+    sets: values.set,
+  });
+
+  const controller = new RunController({ config, outDir: values.out });
+  const bar = new ProgressBar();
+  bar.status(`${controller.runId}: starting ${config.train.nproc} rank(s)…`);
+  controller.on('running', () => bar.status(`${controller.runId}: training…`));
+  controller.on('metrics', (m) => bar.update(m));
+  controller.on('state', (to: string, _from: string, cause: string | null) => {
+    if (to === 'stopping') bar.status(`${controller.runId}: stopping (${cause})…`);
+  });
+  const onSignal = (sig: NodeJS.Signals) => controller.cancel(`canceled by ${sig}`);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const summary = await controller.start();
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  bar.end();
+
+  const loss = summary.final_loss === null ? 'n/a' : summary.final_loss.toFixed(4);
+  const rate = summary.steps_per_s === null ? '' : `, ${summary.steps_per_s.toFixed(2)} steps/s`;
+  const line = `run ${summary.run_id} ${summary.status}: ${summary.steps} steps, final loss ${loss}${rate}${summary.cause ? ` — ${summary.cause}` : ''}\n  ${summary.run_dir}\n`;
+  if (values.json) {
+    process.stderr.write(line);
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+  } else {
+    process.stdout.write(line);
+  }
+  return summary.status === 'completed' ? 0 : summary.status === 'canceled' ? 130 : 1;
+}
+
+export { ConfigError };
