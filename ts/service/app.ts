@@ -56,16 +56,17 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
-  if (opts.token) {
-    const token = opts.token;
-    app.addHook('onRequest', async (req) => {
-      const path = req.url.split('?')[0]!;
-      if (OPEN_PATHS.has(path)) return;
-      const header = req.headers.authorization;
-      const given = header?.startsWith('Bearer ') ? header.slice(7) : (req.query as Record<string, string> | undefined)?.access_token;
-      if (!tokenMatches(given, token)) throw new ApiError(401, 'unauthorized', 'a valid bearer token is required (Authorization: Bearer …)');
-    });
-  }
+  // The token may come as ?access_token=… where headers cannot be set (EventSource, the dashboard);
+  // it is taken out of the query before the routes' schemas see it.
+  app.addHook('onRequest', async (req) => {
+    const query = req.query as Record<string, string> | undefined;
+    const fromQuery = query?.access_token;
+    if (query) delete query.access_token;
+    if (!opts.token || OPEN_PATHS.has(req.url.split('?')[0]!)) return;
+    const header = req.headers.authorization;
+    const given = header?.startsWith('Bearer ') ? header.slice(7) : fromQuery;
+    if (!tokenMatches(given, opts.token)) throw new ApiError(401, 'unauthorized', 'a valid bearer token is required (Authorization: Bearer …)');
+  });
 
   app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown; validationContext?: string; code?: string }, req, reply) => {
     if (err instanceof ApiError) return reply.code(err.statusCode).send({ code: err.code, message: err.message, ...err.extra });

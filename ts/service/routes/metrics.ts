@@ -36,6 +36,9 @@ export const metricRoutes: FastifyPluginAsyncTypebox<ServiceContext> = async (ap
       reply.hijack();
       const raw = reply.raw;
       raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+      // Send the headers now: a client that reconnects with nothing to replay must not wait for
+      // the first event (or keep-alive) to learn the stream is open.
+      raw.write('retry: 3000\n\n');
       let closed = false;
       const pending: EventRow[] = [];
       let replaying = true;
