@@ -15,3 +15,5 @@ export { Store, TERMINAL_STATES, type RunState, type RunRow, type TransitionRow,
 export * as wire from './wire/index.ts';
 export { createSampler, SamplerError, type Sampler, type DatasetMeta, type PlanChunk, type GlobalBatch } from './sampler/index.ts';
 export { log } from './log.ts';
+export { Client, ApiRequestError, type LiveEvent, type ExperimentInfo, type CreateExperimentBody } from './sdk/client.ts';
+export { createService, serve, type Service, type ServiceOptions } from './service/service.ts';

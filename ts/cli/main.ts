@@ -4,11 +4,15 @@ import { ConfigError } from '../config/load.ts';
 import { SamplerError } from '../sampler/index.ts';
 import { log } from '../log.ts';
 import { forwardToPython } from './forward.ts';
+import { EXP_USAGE, expCommand } from './exp.ts';
 import { RUN_USAGE, runCommand, UsageError } from './run.ts';
+import { SERVE_USAGE, serveCommand } from './serve.ts';
 
 const USAGE = `usage: dmfr VERB [ARGS…]
 
   run        train one experiment (${'`dmfr run --help`'})
+  serve      the HTTP service: experiments, live metrics, checkpoints (${'`dmfr serve --help`'})
+  exp        client verbs against a server: create, list, get, stop, pause, resume, logs
   data, eval, analyze, model, export, embed, …
              forwarded to \`python -m dmfr.cli VERB\`
 `;
@@ -19,20 +23,26 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return verb === undefined ? 2 : 0;
   }
-  if (verb !== 'run') return forwardToPython(argv);
+  const own: Record<string, [(args: string[]) => Promise<number>, string]> = {
+    run: [runCommand, RUN_USAGE],
+    serve: [serveCommand, SERVE_USAGE],
+    exp: [expCommand, EXP_USAGE],
+  };
+  const handler = own[verb];
+  if (!handler) return forwardToPython(argv);
   try {
-    return await runCommand(rest);
+    return await handler[0](rest);
   } catch (e) {
     if (e instanceof UsageError) {
-      process.stderr.write(`dmfr run: ${e.message}\n${RUN_USAGE}\n`);
+      process.stderr.write(`dmfr ${verb}: ${e.message}\n${handler[1]}\n`);
       return 2;
     }
     if (e instanceof ConfigError) {
-      process.stderr.write(`dmfr run: invalid config:\n${e.message.split('\n').map((l) => `  ${l}`).join('\n')}\n`);
+      process.stderr.write(`dmfr ${verb}: invalid config:\n${e.message.split('\n').map((l) => `  ${l}`).join('\n')}\n`);
       return 2;
     }
     if (e instanceof SamplerError) {
-      process.stderr.write(`dmfr run: ${e.message}\n`);
+      process.stderr.write(`dmfr ${verb}: ${e.message}\n`);
       return 2;
     }
     throw e;

@@ -4,7 +4,7 @@ import { timingSafeEqual } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { ServiceContext } from './context.ts';
 import { ApiError, ErrorBody } from './errors.ts';
 import { artifactRoutes } from './routes/artifacts.ts';
@@ -18,7 +18,8 @@ export interface AppOptions {
   context: ServiceContext;
   /** Bearer token; when set every route but /health requires it. */
   token?: string;
-  logger?: FastifyServerOptions['logger'];
+  /** A pino logger for requests and errors (none: silent). */
+  logger?: FastifyBaseLogger;
 }
 
 /** Secrets never reach the logs. */
@@ -35,7 +36,7 @@ function tokenMatches(given: string | undefined, token: string): boolean {
 
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: opts.logger ?? false,
+    ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, useDefaults: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
