@@ -116,8 +116,11 @@ class IResNet(nn.Module):
         """
         x = torch.flatten(self.bn2(x), 1)
         x = self.dropout(x)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            return self.features(self.fc(x.float()))
+        kind = x.device.type
+        if kind in ("cuda", "cpu") and torch.is_autocast_enabled(kind):
+            with torch.autocast(device_type=kind, enabled=False):
+                return self.features(self.fc(x.float()))
+        return self.features(self.fc(x.float()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)

@@ -1,0 +1,432 @@
+"""The training loop of one rank, independent of the wire.
+
+`Trainer.run` consumes an iterator of `PlanChunk`s — from the controller (dmfr.worker) or made
+in-process (`local_plans`, `dmfr.worker --local-plans`) — so both paths train identically.
+Per step: load the shard's images, flip a seeded half horizontally, forward the Method (wrapped in
+DDP), backward over `train.grad_accum` micro-batches (no_sync on all but the last), clip the
+gradient norm (arcface_torch: 5), optimizer and LR-scheduler step. AMP on CUDA: fp16 with a
+GradScaler, bf16 without (arcface_torch uses fp16 + GradScaler).
+"""
+from __future__ import annotations
+
+import contextlib
+from concurrent.futures import Future, ThreadPoolExecutor
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from dmfr.errors import ConfigError
+from dmfr.methods import Batch, build_method
+from dmfr.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger("dmfr.trainer")
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class PlanChunk:
+    """One `plan` message for this rank (docs/protocol.md)."""
+    first_step: int
+    num_steps: int
+    shard_size: int
+    last: bool
+    indices: np.ndarray  # int32 [num_steps, shard_size]
+    domains: np.ndarray  # int16 [num_steps, shard_size]
+    pair: np.ndarray | None = None  # int32 [num_steps, shard_size]: partner position in the shard, or -1
+    meta_test: list[int] | None = None
+    wait_s: float = 0.0  # how long the rank waited for this chunk (set by the source)
+
+    @classmethod
+    def from_message(cls, body: dict, buffers: dict[str, np.ndarray]) -> "PlanChunk":
+        return cls(body["first_step"], body["num_steps"], body["shard_size"], body["last"],
+                   buffers["indices"], buffers["domains"], buffers.get("pair"), body.get("meta_test"))
+
+
+def local_plans(config: dict, labels: np.ndarray, rank: int, world_size: int, start_step: int = 0,
+                chunk_steps: int | None = None) -> Iterator[PlanChunk]:
+    """Plans made in-process, for `--local-plans`: each epoch a seeded permutation of all samples,
+    cut into global batches (the tail that does not fill one is dropped) and split into equal shards."""
+    total, global_batch = config["train"]["steps"], config["train"]["batch_size"]
+    if global_batch % world_size:
+        raise ConfigError(f"train.batch_size {global_batch} is not divisible by {world_size} ranks")
+    shard = global_batch // world_size
+    n = len(labels)
+    per_epoch = n // global_batch
+    if per_epoch < 1:
+        raise ConfigError(f"train.batch_size {global_batch} exceeds the dataset's {n} samples")
+    chunk_steps = chunk_steps or config["sampler"]["chunk_steps"]
+    perms: dict[int, np.ndarray] = {}
+
+    def batch_of(step: int) -> np.ndarray:
+        epoch, pos = divmod(step, per_epoch)
+        if epoch not in perms:
+            perms.clear()
+            perms[epoch] = np.random.default_rng([config["seed"], epoch]).permutation(n).astype(np.int32)
+        return perms[epoch][pos * global_batch:(pos + 1) * global_batch]
+
+    for first in range(start_step, total, chunk_steps):
+        steps = range(first, min(total, first + chunk_steps))
+        idx = np.stack([batch_of(k)[rank * shard:(rank + 1) * shard] for k in steps])
+        yield PlanChunk(first, len(steps), shard, steps[-1] == total - 1, idx, np.zeros_like(idx, dtype=np.int16))
+
+
+def flip_mask(seed: int, step: int, indices: np.ndarray) -> np.ndarray:
+    """Which samples to flip horizontally: a hash of (seed, step, sample index), so the choice is
+    reproducible and the same on any number of ranks (a resume on another rank count, and the
+    DDP-equals-single-process check, see the same images)."""
+    with np.errstate(over="ignore"):
+        x = (np.asarray(indices, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+             + np.uint64((seed * 0x632BE59BD9B4E019 + step * 0xD1B54A32D192ED03) % 2**64))
+        # splitmix64 finaliser
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return (x >> np.uint64(63)).astype(bool)
+
+
+@dataclass
+class StepStats:
+    step: int
+    loss: float
+    terms: dict[str, float]
+    lr: float
+    samples_per_s: float
+    plan_wait_s: float
+    step_time_s: float
+
+
+@dataclass
+class RunResult:
+    last_step: int  # last finished step, -1 if none
+    reason: str  # "completed" | "stopped"
+    losses: list[float] = field(default_factory=list)  # per logged step (rank-averaged)
+    samples_per_s: float = 0.0  # over the whole run
+    plan_wait_s: float = 0.0
+    train_time_s: float = 0.0
+
+
+def resolve_device(setting: str, local_rank: int) -> torch.device:
+    if setting == "cpu":
+        return torch.device("cpu")
+    if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("runtime.device is 'cuda' but no CUDA device is available")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    def __init__(self, config: dict, dataset, device: torch.device | str = "cpu", rank: int = 0,
+                 world_size: int = 1, checkpoint_dir: str | Path | None = None):
+        self.config = config
+        self.dataset = dataset
+        self.device = torch.device(device)
+        self.rank, self.world_size = rank, world_size
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        train = config["train"]
+        self.grad_accum = train.get("grad_accum", 1)
+        self.log_every = train.get("log_every", 1)
+        self.checkpoint_every = train.get("checkpoint_every", 0)
+        self.clip = config["optim"].get("clip_grad_norm", 0)
+        self.channels_last = bool(train.get("channels_last")) and self.device.type == "cuda"
+        amp = train.get("amp", "none")
+        if amp != "none" and self.device.type != "cuda":
+            log.warning("train.amp=%s applies on CUDA only; training in float32 on %s", amp, self.device)
+            amp = "none"
+        self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(amp)
+
+        # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
+        torch.manual_seed(config["seed"])
+        np.random.seed(config["seed"] % 2**32)
+        random.seed(config["seed"])
+        self.method = build_method(config, dataset.num_classes).to(self.device)
+        if train.get("init"):
+            # Start from a pretrained backbone (paper, "Training": every DMFR net starts from a
+            # softmax-pretrained one); a resume's checkpoint then overrides it.
+            from dmfr.backbone_io import load_init_backbone
+
+            kind = load_init_backbone(self.method, train["init"])
+            log.info("backbone initialised from %s (%s)", train["init"], kind)
+        if self.channels_last:
+            self.method = self.method.to(memory_format=torch.channels_last)
+        self.method.train()
+        self.model: nn.Module = self.method
+        if dist.is_available() and dist.is_initialized() and world_size > 1:
+            from dmfr.partial_fc import sharded_parameter_names
+
+            # Partial FC's class centres differ per rank: DDP must neither broadcast nor average them.
+            sharded = sharded_parameter_names(self.method)
+            if sharded:
+                DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.method, sharded)
+            # arcface_torch's settings: 16 MB buckets, no buffer broadcast before every forward
+            # (each rank keeps its BatchNorm running statistics; rank 0's are checkpointed).
+            self.model = DistributedDataParallel(
+                self.method, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False, bucket_cap_mb=16,
+                find_unused_parameters=getattr(self.method, "find_unused_parameters", False))
+        self.optimizer = build_optimizer(config, self.method)
+        self.scheduler = build_scheduler(config, self.optimizer)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.next_step = 0
+        self._agree_group = None
+
+    # ---- one step ------------------------------------------------------------------------------
+
+    def load_shard(self, step: int, indices: np.ndarray) -> torch.Tensor:
+        """The shard's images on the CPU, with the seeded horizontal flip applied."""
+        n = len(self.dataset)
+        if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= n):
+            bad = int(indices.max()) if int(indices.max()) >= n else int(indices.min())
+            raise ValueError(f"plan for step {step}: sample index {bad} is outside the dataset's {n} samples")
+        images = self.dataset.load(indices)
+        flip = torch.from_numpy(flip_mask(self.config["seed"], step, indices))
+        if flip.any():
+            images[flip] = images[flip].flip(-1)
+        if self.device.type == "cuda":
+            images = images.pin_memory()  # lets the copy to the GPU run asynchronously
+        return images
+
+    def _batch(self, images: torch.Tensor, indices: np.ndarray, domains: np.ndarray, pair: np.ndarray | None,
+               meta_test: int | None) -> Batch:
+        images = images.to(self.device, non_blocking=True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels = torch.from_numpy(np.asarray(self.dataset.labels)[indices].astype(np.int64)).to(self.device)
+        doms = torch.from_numpy(np.asarray(domains, dtype=np.int64)).to(self.device)
+        pr = None if pair is None else torch.from_numpy(np.asarray(pair, dtype=np.int64)).to(self.device)
+        return Batch(images, labels, doms, pr, meta_test)
+
+    def train_step(self, step: int, indices: np.ndarray, domains: np.ndarray, pair: np.ndarray | None = None,
+                   meta_test: int | None = None, images: torch.Tensor | None = None) -> dict[str, float]:
+        """One optimizer step on this rank's shard; returns this rank's loss terms (not averaged).
+        `images`: the shard already loaded by `load_shard` (prefetched), else loaded here."""
+        terms = self._train_step(step, indices, domains, pair, meta_test, images)
+        return {k: float(v) for k, v in terms.items()}
+
+    def _train_step(self, step: int, indices: np.ndarray, domains: np.ndarray, pair: np.ndarray | None,
+                    meta_test: int | None, images: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """As `train_step`, the terms left as tensors on the device: reading them back would
+        synchronise with the GPU every step, so the loop does it only on logged steps."""
+        n = len(indices)
+        if n % self.grad_accum:
+            raise ConfigError(f"the per-rank shard of {n} samples does not split into train.grad_accum="
+                              f"{self.grad_accum} equal micro-batches")
+        if images is None:
+            images = self.load_shard(step, indices)
+        micro = n // self.grad_accum
+        self.optimizer.zero_grad(set_to_none=True)
+        totals: dict[str, torch.Tensor] = {}
+        for j in range(self.grad_accum):
+            lo, hi = j * micro, (j + 1) * micro
+            mpair = None
+            if pair is not None:  # partner positions are relative to the shard: re-base, drop those outside
+                p = np.asarray(pair[lo:hi], dtype=np.int64)
+                mpair = np.where((p >= lo) & (p < hi), p - lo, -1)
+            batch = self._batch(images[lo:hi], indices[lo:hi], domains[lo:hi], mpair, meta_test)
+            sync = j == self.grad_accum - 1 or not isinstance(self.model, DistributedDataParallel)
+            with (contextlib.nullcontext() if sync else self.model.no_sync()):
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    out = self.model(batch)
+                # Each micro-batch loss is a mean over its samples: scale by 1/grad_accum so the
+                # accumulated gradient is that of the mean over the whole shard.
+                loss = out["loss"] / self.grad_accum
+                (self.scaler.scale(loss) if self.scaler else loss).backward()
+            for name, value in out.items():
+                v = value.detach().float() / self.grad_accum
+                totals[name] = totals[name] + v if name in totals else v
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        if self.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.clip)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.next_step = step + 1
+        return totals
+
+    def _distributed(self) -> bool:
+        return dist.is_available() and dist.is_initialized() and self.world_size > 1
+
+    def _average(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Mean over ranks (a collective: every rank calls it at the same steps)."""
+        names = sorted(terms)
+        t = torch.stack([terms[k].reshape(()) for k in names]).double()
+        if self._distributed():
+            t = t.to(self.device if dist.get_backend() == "nccl" else "cpu")
+            dist.all_reduce(t)
+            t /= self.world_size
+        return dict(zip(names, t.tolist()))
+
+    def _agree(self, have_step: bool) -> bool:
+        """True when every rank has the next step to run (a MIN all-reduce over a CPU gloo group,
+        so it never synchronises with the GPU)."""
+        if not self._distributed():
+            return have_step
+        if self._agree_group is None:
+            self._agree_group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
+        flag = torch.tensor([1 if have_step else 0], dtype=torch.int32)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN, group=self._agree_group)
+        return bool(flag.item())
+
+    # ---- checkpoints -----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {"version": CHECKPOINT_VERSION, "step": self.next_step, "config": self.config,
+                "num_classes": self.dataset.num_classes, "method": self.method.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else None, "rng": rng_state(),
+                "sampler": {"next_step": self.next_step}}
+
+    def load_state_dict(self, state: dict) -> int:
+        """Restore a checkpoint's state; returns the step to resume at."""
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise ConfigError(f"checkpoint version {state.get('version')!r} is not {CHECKPOINT_VERSION}")
+        if state["num_classes"] != self.dataset.num_classes:
+            raise ConfigError(f"checkpoint has {state['num_classes']} classes, the dataset {self.dataset.num_classes}")
+        self.method.load_state_dict(state["method"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self.next_step = int(state["sampler"]["next_step"])
+        return self.next_step
+
+    def save_checkpoint(self) -> tuple[Path, int]:
+        from dmfr.checkpoint import save_checkpoint  # H4's module (atomic write + retention)
+
+        if self.checkpoint_dir is None:
+            raise ConfigError("no checkpoint directory (set DMFR_RUN_DIR or --run-dir)")
+        path = Path(save_checkpoint(self.checkpoint_dir, self.next_step, self.state_dict(),
+                                    keep_last=self.config["train"].get("keep_last", 3)))
+        return path, path.stat().st_size
+
+    # ---- the loop --------------------------------------------------------------------------------
+
+    def run(self, chunks: Iterator[PlanChunk], start_step: int = 0, *,
+            on_metrics: Callable[[StepStats], None] | None = None,
+            on_checkpoint: Callable[[int, Path, int], None] | None = None,
+            on_step: Callable[[int], None] | None = None,
+            stop_at: Callable[[], int | None] | None = None,
+            final_checkpoint: bool | Callable[[RunResult], bool] = True) -> RunResult:
+        """Train on `chunks` from `start_step`. `stop_at()` returns the final step of a requested
+        stop (or None); `on_step(k)` is called after each finished step (heartbeats)."""
+        result = RunResult(last_step=start_step - 1, reason="completed")
+        global_batch = None
+        window_start = time.perf_counter()
+        window_steps, window_wait, window_compute = 0, 0.0, 0.0
+        run_start = time.perf_counter()
+        total_samples = 0
+        # data.num_workers > 0: threads load (decode, flip) the next steps of the chunk while this
+        # one trains, as arcface_torch's DataLoader workers do; a chunk is never waited for early.
+        workers = int(self.config["data"].get("num_workers", 0))
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="dmfr-load") if workers > 0 else None
+        source = iter(chunks)
+        chunk: PlanChunk | None = None
+        i = 0
+        pending: dict[int, Future] = {}
+        try:
+            while True:
+                if chunk is None or i >= chunk.num_steps:
+                    if chunk is not None and chunk.last:
+                        break  # every rank holds the same final chunk: no agreement needed
+                    for f in pending.values():
+                        f.cancel()
+                    pending = {}
+                    chunk = next(source, None)
+                    if chunk is not None:
+                        window_wait += chunk.wait_s
+                        result.plan_wait_s += chunk.wait_s
+                        global_batch = chunk.shard_size * self.world_size
+                        i = max(0, self.next_step - chunk.first_step)  # skip steps already trained (resume)
+                        if i >= chunk.num_steps:
+                            continue
+                step = chunk.first_step + i if chunk is not None else self.next_step
+                final = stop_at() if stop_at else None
+                have_step = chunk is not None and (final is None or step <= final)
+                # Ranks agree before each step whether all of them will run it, so a rank that has
+                # been told to stop (or has no plan left) never leaves another waiting in the
+                # step's all-reduce.
+                if not self._agree(have_step):
+                    break
+                if pool is not None:
+                    for j in range(i, min(chunk.num_steps, i + workers + 1)):
+                        if j not in pending:
+                            pending[j] = pool.submit(self.load_shard, chunk.first_step + j, chunk.indices[j])
+                t0 = time.perf_counter()
+                images = pending.pop(i).result() if pool is not None else None
+                terms = self._train_step(step, chunk.indices[i], chunk.domains[i],
+                                         None if chunk.pair is None else chunk.pair[i],
+                                         None if chunk.meta_test is None else chunk.meta_test[i], images)
+                window_steps += 1
+                total_samples += global_batch
+                result.last_step = step
+                is_last = chunk.last and i == chunk.num_steps - 1
+                i += 1
+                if (step + 1) % self.log_every == 0 or is_last:
+                    # the scheduler has already advanced: report the lr this step ran at
+                    lr = self.scheduler.base_lrs[0] * self.scheduler.lr_lambdas[0](step)
+                    averaged = self._average(terms)
+                    window_compute += time.perf_counter() - t0
+                    elapsed = time.perf_counter() - window_start
+                    stats = StepStats(step, averaged.pop("loss"), averaged, lr,
+                                      window_steps * global_batch / max(elapsed, 1e-9), window_wait,
+                                      window_compute / max(window_steps, 1))
+                    result.losses.append(stats.loss)
+                    if on_metrics:
+                        on_metrics(stats)
+                    window_start, window_steps, window_wait, window_compute = time.perf_counter(), 0, 0.0, 0.0
+                else:
+                    window_compute += time.perf_counter() - t0
+                if on_step:
+                    on_step(step)
+                if self.rank == 0 and self.checkpoint_every and (step + 1) % self.checkpoint_every == 0 \
+                        and not is_last:
+                    self._checkpoint(on_checkpoint)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        if result.last_step < self.config["train"]["steps"] - 1:
+            result.reason = "stopped"  # a stop, or the plans ended early
+        result.train_time_s = time.perf_counter() - run_start
+        result.samples_per_s = total_samples / max(result.train_time_s, 1e-9)
+        want_final = final_checkpoint(result) if callable(final_checkpoint) else final_checkpoint
+        if self.rank == 0 and want_final and self.checkpoint_dir is not None and result.last_step >= start_step:
+            self._checkpoint(on_checkpoint)
+        return result
+
+    def _checkpoint(self, on_checkpoint) -> None:
+        path, size = self.save_checkpoint()
+        log.info("checkpoint step %d: %s (%d bytes)", self.next_step, path, size)
+        if on_checkpoint:
+            on_checkpoint(self.next_step - 1, path, size)

@@ -1,0 +1,103 @@
+"""Checkpoints: atomic write, retention (latest N + best K), safe load, clear errors."""
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import dmfr.checkpoint as ckpt
+from dmfr.checkpoint import latest_checkpoint, load_checkpoint, read_index, save_checkpoint
+from dmfr.errors import DmfrError
+
+
+def training_state(step):
+    return {"version": 1, "step": step, "config": {"method": {"name": "real"}}, "num_classes": 3,
+            "method": {"w": torch.full((2, 2), float(step))}, "optimizer": {"state": {}, "param_groups": []},
+            "scheduler": {"last_epoch": step}, "scaler": None,
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "sampler": {"position": step * 4}}
+
+
+def test_roundtrip_with_rng_states(tmp_path):
+    state = training_state(7)
+    path = save_checkpoint(tmp_path, 7, state, keep_last=2)
+    assert path.name == "step-00000007.pt"
+    back = load_checkpoint(path)
+    assert back["step"] == 7 and torch.equal(back["method"]["w"], state["method"]["w"])
+    assert torch.equal(back["rng"]["torch"], state["rng"]["torch"])
+    np_state = back["rng"]["numpy"]
+    assert np_state[0] == "MT19937" and np.array_equal(np_state[1], state["rng"]["numpy"][1])
+    assert back["rng"]["python"] == state["rng"]["python"]
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_retention_latest_and_best(tmp_path):
+    metrics = {1: 0.5, 2: 0.9, 3: 0.6, 4: 0.7, 5: 0.55, 6: 0.65}
+    for step, m in metrics.items():
+        save_checkpoint(tmp_path, step, training_state(step), keep_last=2, metric=m, keep_best=1)
+    files = sorted(p for p in os.listdir(tmp_path) if p.endswith(".pt"))
+    assert files == ["step-00000002.pt", "step-00000005.pt", "step-00000006.pt"]
+    index = json.loads((tmp_path / "checkpoints.json").read_text())
+    assert [e["step"] for e in index["checkpoints"]] == [2, 5, 6]
+    assert [e["metric"] for e in read_index(tmp_path)] == [0.9, 0.55, 0.65]
+    assert latest_checkpoint(tmp_path).name == "step-00000006.pt"
+
+
+def test_retention_lower_is_better_and_resave_same_step(tmp_path):
+    for step, loss in [(10, 3.0), (20, 1.0), (30, 2.0)]:
+        save_checkpoint(tmp_path, step, training_state(step), keep_last=1, metric=loss, keep_best=1,
+                        higher_is_better=False)
+    assert [e["step"] for e in read_index(tmp_path)] == [20, 30]
+    save_checkpoint(tmp_path, 30, training_state(31), keep_last=1, keep_best=1,  # same step: replaced
+                    higher_is_better=False)
+    assert load_checkpoint(tmp_path / "step-00000030.pt")["step"] == 31
+    assert [e["step"] for e in read_index(tmp_path)] == [20, 30]
+
+
+def test_failed_write_leaves_previous_file_intact(tmp_path, monkeypatch):
+    good = save_checkpoint(tmp_path, 5, training_state(5), keep_last=3)
+    before = good.read_bytes()
+
+    def crash(obj, f):
+        f.write(b"partial bytes")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt.torch, "save", crash)  # a fault a real disk rarely produces on demand
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tmp_path, 5, training_state(6), keep_last=3)
+    assert good.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["checkpoints.json", "step-00000005.pt"]
+
+
+def test_truncated_and_corrupt_files_are_named(tmp_path):
+    path = save_checkpoint(tmp_path, 1, training_state(1), keep_last=1)
+    data = path.read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DmfrError, match="truncated.pt: corrupt, truncated or not a checkpoint"):
+        load_checkpoint(truncated)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00not a checkpoint" * 10)
+    with pytest.raises(DmfrError, match="garbage.pt"):
+        load_checkpoint(garbage)
+    with pytest.raises(DmfrError, match="missing.pt: no such checkpoint file"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_refuses_pickled_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"x": Evil()}, path)
+    with pytest.raises(DmfrError, match="evil.pt"):
+        load_checkpoint(path)
+
+
+def test_corrupt_index_is_named(tmp_path):
+    (tmp_path / "checkpoints.json").write_text("{not json")
+    with pytest.raises(DmfrError, match="checkpoints.json: not a valid checkpoint index"):
+        save_checkpoint(tmp_path, 1, training_state(1), keep_last=1)

@@ -1,0 +1,80 @@
+"""DDP correctness: optimizer steps on 2 real torchrun ranks (gloo, CPU) equal single-process steps
+on the concatenated batch, parameters within 1e-5.
+
+BatchNorm is the one layer that couples the samples of a batch. SyncBatchNorm needs CUDA in this
+torch (it refuses CPU tensors), and arcface_torch trains with plain BatchNorm under DDP, so each
+rank normalises with its shard's statistics. The test therefore checks honest equalities:
+- frozen_bn: BN normalises with running statistics (eval mode): the 2-rank steps equal the steps
+  on the whole concatenated batch — the literal statement;
+- ghost_bn: BN in training mode: the 2-rank steps equal single-process steps on the concatenated
+  batch split into the same two micro-batches (train.grad_accum = 2), which is what DDP computes.
+- ghost_bn_accum: as ghost_bn with train.grad_accum = 2 on each rank (DDP's no_sync path).
+All use two steps, so SGD momentum and weight decay enter too. Also: with a
+Partial FC head each rank keeps its own block of class centres.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ddp_common import GLOBAL_BATCHES, make_trainer
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+
+def single_process(mode: str, grad_accum: int) -> dict[str, torch.Tensor]:
+    trainer = make_trainer(mode, grad_accum=grad_accum)
+    for step, batch in enumerate(GLOBAL_BATCHES):
+        trainer.train_step(step, batch, np.zeros(len(batch), np.int16))
+    return {k: v.detach() for k, v in trainer.method.named_parameters()}
+
+
+def max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def test_two_rank_steps_equal_single_process_steps(tmp_path):
+    env = dict(os.environ, PYTHONPATH=f"{REPO / 'python'}:{HERE}", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           str(HERE / "ddp_step_ranks.py"), str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    torch.set_num_threads(1)
+    initial = {k: v.detach().clone() for k, v in make_trainer("frozen_bn").method.named_parameters()}
+    # ghost_bn_accum: each rank accumulates 2 micro-batches of 4 (no_sync on the first), the
+    # reference the whole batch in 4 micro-batches of 4.
+    for mode, grad_accum in (("frozen_bn", 1), ("ghost_bn", 2), ("ghost_bn_accum", 4)):
+        rank0 = torch.load(tmp_path / f"{mode}-rank0.pt")
+        rank1 = torch.load(tmp_path / f"{mode}-rank1.pt")
+        assert max_diff(rank0, rank1) == 0.0, f"{mode}: DDP ranks diverged"
+        reference = single_process(mode, grad_accum)
+        assert max_diff(rank0, initial) > 1e-3, f"{mode}: the steps did not move the parameters"
+        assert max_diff(rank0, reference) < 1e-5, mode
+    # Partial FC: the backbone stays replicated, each rank's block of class centres is its own.
+    # Both blocks start from the same values (same seed on every rank, as arcface_torch); had DDP
+    # averaged their gradients they would still be equal after the step.
+    pfc = [torch.load(tmp_path / f"partial_fc-rank{r}.pt") for r in (0, 1)]
+    assert max_diff(pfc[0]["backbone"], pfc[1]["backbone"]) == 0.0
+    assert all(not torch.equal(p["before"], p["after"]) for p in pfc)
+    assert not torch.equal(pfc[0]["after"], pfc[1]["after"])
+    # The two BatchNorm modes are really different computations: the check would notice a mix-up.
+    assert max_diff(single_process("frozen_bn", 1), single_process("ghost_bn", 2)) > 1e-4
+
+
+def test_ranks_agree_to_stop_when_only_one_has_heard_the_stop(tmp_path):
+    import json
+
+    env = dict(os.environ, PYTHONPATH=f"{REPO / 'python'}:{HERE}", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           str(HERE / "ddp_stop_ranks.py"), str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads((tmp_path / f"stop-rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["last_step"] for r in results] == [5, 5]
+    assert [r["reason"] for r in results] == ["stopped", "stopped"]
+    assert results[0]["losses"] == results[1]["losses"] and len(results[0]["losses"]) == 1  # step 3 logged
