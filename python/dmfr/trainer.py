@@ -300,9 +300,25 @@ class Trainer:
 
     # ---- checkpoints -----------------------------------------------------------------------------
 
-    def state_dict(self) -> dict:
+    def _sharded_heads(self) -> list[tuple[str, "torch.nn.Module"]]:
+        from dmfr.partial_fc import PartialFC
+
+        return [(f"{name}.weight" if name else "weight", m) for name, m in self.method.named_modules()
+                if isinstance(m, PartialFC)]
+
+    def method_state(self) -> dict:
+        """The method's state_dict with Partial FC centres gathered whole, so a checkpoint holds
+        every class and resumes on any rank count. Collective when a head is sharded: every rank
+        must call it."""
+        state = self.method.state_dict()
+        for key, head in self._sharded_heads():
+            state[key] = head.gather_weight().cpu()
+        return state
+
+    def state_dict(self, method_state: dict | None = None) -> dict:
         return {"version": CHECKPOINT_VERSION, "step": self.next_step, "config": self.config,
-                "num_classes": self.dataset.num_classes, "method": self.method.state_dict(),
+                "num_classes": self.dataset.num_classes,
+                "method": self.method.state_dict() if method_state is None else method_state,
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else None, "rng": rng_state(),
                 "sampler": {"next_step": self.next_step}}
@@ -313,8 +329,15 @@ class Trainer:
             raise ConfigError(f"checkpoint version {state.get('version')!r} is not {CHECKPOINT_VERSION}")
         if state["num_classes"] != self.dataset.num_classes:
             raise ConfigError(f"checkpoint has {state['num_classes']} classes, the dataset {self.dataset.num_classes}")
-        self.method.load_state_dict(state["method"])
+        method = dict(state["method"])
+        sharded = self._sharded_heads()
+        for key, head in sharded:  # this rank's block of the whole centres
+            method[key] = method[key][head.class_start:head.class_start + head.num_local]
+        self.method.load_state_dict(method)
         self.optimizer.load_state_dict(state["optimizer"])
+        for _, head in sharded:
+            # Rank 0's momentum of its own block does not belong to this rank's: start it afresh.
+            self.optimizer.state.pop(head.weight, None)
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -322,12 +345,12 @@ class Trainer:
         self.next_step = int(state["sampler"]["next_step"])
         return self.next_step
 
-    def save_checkpoint(self) -> tuple[Path, int]:
-        from dmfr.checkpoint import save_checkpoint  # H4's module (atomic write + retention)
+    def save_checkpoint(self, method_state: dict | None = None) -> tuple[Path, int]:
+        from dmfr.checkpoint import save_checkpoint  # atomic write + retention
 
         if self.checkpoint_dir is None:
             raise ConfigError("no checkpoint directory (set DMFR_RUN_DIR or --run-dir)")
-        path = Path(save_checkpoint(self.checkpoint_dir, self.next_step, self.state_dict(),
+        path = Path(save_checkpoint(self.checkpoint_dir, self.next_step, self.state_dict(method_state),
                                     keep_last=self.config["train"].get("keep_last", 3)))
         return path, path.stat().st_size
 
@@ -410,8 +433,7 @@ class Trainer:
                     window_compute += time.perf_counter() - t0
                 if on_step:
                     on_step(step)
-                if self.rank == 0 and self.checkpoint_every and (step + 1) % self.checkpoint_every == 0 \
-                        and not is_last:
+                if self.checkpoint_every and (step + 1) % self.checkpoint_every == 0 and not is_last:
                     self._checkpoint(on_checkpoint)
         finally:
             if pool is not None:
@@ -421,12 +443,16 @@ class Trainer:
         result.train_time_s = time.perf_counter() - run_start
         result.samples_per_s = total_samples / max(result.train_time_s, 1e-9)
         want_final = final_checkpoint(result) if callable(final_checkpoint) else final_checkpoint
-        if self.rank == 0 and want_final and self.checkpoint_dir is not None and result.last_step >= start_step:
+        if want_final and self.checkpoint_dir is not None and result.last_step >= start_step:
             self._checkpoint(on_checkpoint)
         return result
 
     def _checkpoint(self, on_checkpoint) -> None:
-        path, size = self.save_checkpoint()
+        """Every rank calls this (gathering sharded centres is collective); rank 0 writes."""
+        method_state = self.method_state()
+        if self.rank != 0:
+            return
+        path, size = self.save_checkpoint(method_state)
         log.info("checkpoint step %d: %s (%d bytes)", self.next_step, path, size)
         if on_checkpoint:
             on_checkpoint(self.next_step - 1, path, size)

@@ -33,3 +33,21 @@ def test_shard_range_covers_all_classes():
             ranges = [shard_range(classes, world, r) for r in range(world)]
             covered = [c for start, n in ranges for c in range(start, start + n)]
             assert covered == list(range(classes))
+
+
+def test_checkpoint_gathers_every_shard_and_resumes(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE.parent.parent / "python"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+           str(HERE / "pfc_checkpoint_ranks.py"), str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("pfc checkpoint ok") == 2
+    import numpy as np
+    import torch
+
+    from dmfr.checkpoint import load_checkpoint
+
+    full = next(v for k, v in load_checkpoint(sorted(tmp_path.glob("step-*.pt"))[-1])["method"].items()
+                if k.endswith("weight") and v.shape[0] == 10)
+    shards = np.concatenate([np.load(tmp_path / "shard0.npy"), np.load(tmp_path / "shard1.npy")])
+    assert torch.equal(full, torch.from_numpy(shards))

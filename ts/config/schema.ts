@@ -87,6 +87,7 @@ export const HeadConfig = Type.Object(
     m1: Type.Number({ default: 1 }),
     m2: Type.Number({ default: 0 }),
     m3: Type.Number({ default: 0 }),
+    straight_through: Type.Boolean({ default: false, description: "ArcFace: arcface_torch's straight-through margin (forward exact, gradient of the plain cosine)" }),
     partial_fc_sample_rate: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 1 }),
   },
   { $id: 'HeadConfig', additionalProperties: false },
