@@ -1,19 +1,16 @@
 // The supervisor's launcher backed by the real training path: one RunController (ts/controller)
-// per attempt, all attempts of an experiment sharing its run directory so checkpoints carry over.
+// per attempt (run id <experiment>-a<attempt>), all attempts of an experiment sharing its run directory so checkpoints carry over.
 import type { Logger } from 'pino';
 import type { RunConfig } from '../config/schema.ts';
 import { RunController, type MetricsEvent } from '../controller/index.ts';
 import type { Launcher } from './launcher.ts';
 
 export function controllerLauncher(log: Logger): Launcher {
-  const attempts = new Map<string, number>();
   return async (req) => {
-    const attempt = (attempts.get(req.experimentId) ?? 0) + 1;
-    attempts.set(req.experimentId, attempt);
     const controller = new RunController({
       config: req.config as unknown as RunConfig,
       outDir: req.runDir,
-      runId: `${req.experimentId}-a${attempt}`,
+      runId: `${req.experimentId}-a${req.attempt}`,
       env: req.env,
       resumeFrom: req.resumeFrom,
       logger: log,

@@ -200,6 +200,15 @@ export class ServiceStore {
     })();
   }
 
+  /** How many times the experiment entered `to` (e.g. STARTING: its launch attempts so far). */
+  countTransitions(id: string, to: State): number {
+    return (
+      this.db.prepare(`SELECT COUNT(*) AS n FROM events WHERE experiment_id = ? AND kind = 'state' AND json_extract(data, '$.to') = ?`).get(id, to) as {
+        n: number;
+      }
+    ).n;
+  }
+
   bumpRestarts(id: string): number {
     this.db.prepare('UPDATE experiments SET restarts = restarts + 1 WHERE id = ?').run(id);
     return this.getExperiment(id)!.restarts;

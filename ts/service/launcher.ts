@@ -25,6 +25,8 @@ export interface LaunchedRun {
 
 export interface LaunchRequest {
   experimentId: string;
+  /** 1 for the first launch, counted across service restarts (from the store). */
+  attempt: number;
   config: Record<string, unknown>;
   runDir: string;
   env: Record<string, string>;

@@ -90,6 +90,7 @@ export class Supervisor {
     try {
       run = await this.launcher({
         experimentId: id,
+        attempt: this.store.countTransitions(id, 'STARTING'),
         config: row.config as Record<string, unknown>,
         runDir: row.run_dir,
         env: deviceEnv(p),

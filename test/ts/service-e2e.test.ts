@@ -1,0 +1,153 @@
+// The service end to end: a real `dmfr serve` process, real torchrun runs, live SSE through the
+// SDK, restart from checkpoint after a rank is SIGKILLed, pause/resume, and reconciliation after
+// the service itself is SIGKILLed and started again on the same data directory.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../../ts/controller/launch.ts';
+import { runPids } from '../../ts/controller/processes.ts';
+import { Client, type LiveEvent } from '../../ts/sdk/client.ts';
+import { HAVE_PYTHON, waitFor } from './helpers.ts';
+
+const root = mkdtempSync(path.join(tmpdir(), 'dmfr-svc-'));
+const servers: ChildProcess[] = [];
+const newDataDir = () => mkdtempSync(path.join(root, 'data-'));
+
+/** Starts `dmfr serve` on a free port over `dataDir`; resolves with its base URL once it listens. */
+function startServer(dataDir = newDataDir()): Promise<{ proc: ChildProcess; url: string; dataDir: string }> {
+  const proc = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/dmfr.js'), 'serve', '--port', '0', '--data-dir', dataDir, '--cpu-slots', '2'], {
+    env: { ...process.env, DMFR_LOG_LEVEL: process.env.DMFR_TEST_SERVE_LOG ?? 'warn' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  servers.push(proc);
+  return new Promise((resolve, reject) => {
+    let err = '';
+    proc.stderr!.on('data', (d: Buffer) => {
+      if (process.env.DMFR_TEST_SERVE_LOG) process.stderr.write(d);
+      err += d.toString();
+      const m = /listening on (http:\/\/[^\s]+)/.exec(err);
+      if (m) resolve({ proc, url: m[1]!, dataDir });
+    });
+    proc.on('exit', (code) => reject(new Error(`dmfr serve exited with ${code}: ${err}`)));
+  });
+}
+
+// A small model so every run takes seconds; checkpoints every 10 steps for the restart tests.
+const TINY = ['train.checkpoint_every=10', 'runtime.controller_timeout_s=5', 'runtime.stop_grace_s=3'];
+
+function rankPid(runId: string, rank: number): number | undefined {
+  return runPids(runId).find((pid) => {
+    try {
+      const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      return env.includes(`RANK=${rank}`) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('dmfr.worker');
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** Collects an experiment's live events in the background. */
+function collect(client: Client, id: string) {
+  const events: LiveEvent[] = [];
+  const done = (async () => {
+    for await (const e of client.events(id)) events.push(e);
+  })().catch((err: Error) => err); // a server killed on purpose ends the stream with an error
+  const states = () => events.filter((e) => e.kind === 'state').map((e) => String(e.data.to));
+  const until = (cond: () => boolean, ms: number, what: string) => waitFor(cond, ms, what);
+  return { events, done, states, until };
+}
+
+afterEach(() => {
+  for (const s of servers.splice(0)) s.kill('SIGTERM');
+});
+
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe.skipIf(!HAVE_PYTHON)('dmfr serve end to end', () => {
+  it('runs an experiment to completion with live metrics over SSE', async () => {
+    const { url } = await startServer();
+    const client = new Client(url);
+    const exp = await client.createExperiment({ preset: 'quick', steps: 30, set: TINY, name: 'sse' });
+    expect(['QUEUED', 'STARTING']).toContain(exp.state); // placed at once when devices are free
+    const live = collect(client, exp.id);
+    await live.done;
+    expect(live.states()).toEqual(['QUEUED', 'STARTING', 'RUNNING', 'STOPPING_COMPLETED', 'COMPLETED']);
+    const steps = live.events.filter((e) => e.kind === 'metrics').map((e) => e.data.step);
+    expect(steps).toEqual(Array.from({ length: 30 }, (_, i) => i));
+    const ids = live.events.map((e) => e.id);
+    expect([...ids].sort((a, b) => a - b)).toEqual(ids);
+    const loss = await client.metrics(exp.id, { names: ['loss'] });
+    expect(loss.loss).toHaveLength(30);
+    const ckpts = await client.checkpoints(exp.id);
+    expect(ckpts.map((c) => c.step)).toContain(29);
+    const dl = await fetch(`${url}/experiments/${exp.id}/checkpoints/29`);
+    expect(dl.status).toBe(200);
+    expect((await dl.arrayBuffer()).byteLength).toBe(ckpts.find((c) => c.step === 29)!.bytes);
+  });
+
+  it('restarts from the latest checkpoint after a rank is SIGKILLed', async () => {
+    const { url } = await startServer();
+    const client = new Client(url);
+    const exp = await client.createExperiment({ preset: 'quick', steps: 2000, set: TINY, max_restarts: 1, name: 'rank-kill' });
+    const live = collect(client, exp.id);
+    await live.until(() => live.events.some((e) => e.kind === 'checkpoint'), 120_000, 'a checkpoint');
+    const pid = rankPid(`${exp.id}-a1`, 1);
+    expect(pid).toBeDefined();
+    process.kill(pid!, 'SIGKILL');
+    await live.until(() => live.states().filter((s) => s === 'RUNNING').length === 2, 120_000, 'the second RUNNING');
+    const restarting = live.events.find((e) => e.kind === 'state' && e.data.to === 'RESTARTING')!;
+    expect(String(restarting.data.cause)).toMatch(/rank 1/);
+    // The second attempt resumes: its first metrics step is past 0.
+    const after = live.events.filter((e) => e.id > restarting.id && e.kind === 'metrics');
+    await live.until(() => live.events.some((e) => e.id > restarting.id && e.kind === 'metrics'), 60_000, 'metrics after the restart');
+    expect(Number((after[0] ?? live.events.find((e) => e.id > restarting.id && e.kind === 'metrics')!).data.step)).toBeGreaterThan(0);
+    expect((await client.getExperiment(exp.id)).restarts).toBe(1);
+    await client.stop(exp.id);
+    await live.done;
+    expect(live.states().at(-1)).toBe('CANCELED');
+  });
+
+  it('pauses with a checkpoint, releases the devices and resumes from it', async () => {
+    const { url } = await startServer();
+    const client = new Client(url);
+    const exp = await client.createExperiment({ preset: 'quick', steps: 2000, set: TINY, name: 'pause' });
+    const live = collect(client, exp.id);
+    await live.until(() => live.events.filter((e) => e.kind === 'metrics').length >= 5, 120_000, 'training');
+    await client.pause(exp.id);
+    await live.until(() => live.states().includes('PAUSED'), 120_000, 'PAUSED');
+    const paused = await client.getExperiment(exp.id);
+    expect(paused.devices).toBeNull();
+    const lastStep = Math.max(...live.events.filter((e) => e.kind === 'metrics').map((e) => Number(e.data.step)));
+    const ckpt = (await client.checkpoints(exp.id)).at(-1)!;
+    expect(ckpt.step).toBe(lastStep);
+    await client.resume(exp.id);
+    await live.until(() => live.states().filter((s) => s === 'RUNNING').length === 2, 120_000, 'RUNNING again');
+    await live.until(() => live.events.filter((e) => e.kind === 'metrics').some((e) => Number(e.data.step) > lastStep), 60_000, 'resumed steps');
+    const resumedSteps = live.events.filter((e) => e.kind === 'metrics').map((e) => Number(e.data.step));
+    expect(resumedSteps.filter((s) => s === lastStep + 1).length).toBe(1); // continues where it paused
+    await client.stop(exp.id);
+    await live.done;
+    expect(live.states()).toEqual(['QUEUED', 'STARTING', 'RUNNING', 'PAUSING', 'PAUSED', 'RESUMING', 'STARTING', 'RUNNING', 'STOPPING_CANCELED', 'CANCELED']);
+  });
+
+  it('reconciles the store when the service is SIGKILLed and started again', async () => {
+    const first = await startServer();
+    const exp = await new Client(first.url).createExperiment({ preset: 'quick', steps: 2000, set: TINY, name: 'service-kill' });
+    const live1 = collect(new Client(first.url), exp.id);
+    await live1.until(() => live1.events.some((e) => e.kind === 'checkpoint'), 120_000, 'a checkpoint');
+    first.proc.kill('SIGKILL');
+    // Ranks notice their controller is gone (runtime.controller_timeout_s = 5) and exit.
+    await waitFor(() => runPids(`${exp.id}-a1`).length === 0, 30_000, 'the orphaned ranks to exit');
+    const second = await startServer(first.dataDir);
+    const client = new Client(second.url);
+    const live = collect(client, exp.id);
+    await live.until(() => live.states().filter((s) => s === 'RUNNING').length >= 2, 120_000, 'RUNNING after reconciliation');
+    const restarting = live.events.find((e) => e.kind === 'state' && e.data.to === 'RESTARTING');
+    expect(restarting?.data.cause).toBe('service restarted');
+    await client.stop(exp.id);
+    await live.done;
+    expect(live.states().at(-1)).toBe('CANCELED');
+  });
+});
