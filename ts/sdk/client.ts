@@ -122,15 +122,24 @@ export class Client {
 
   /**
    * Live events of an experiment, replayed from `afterEventId` (0: from the start). Reconnects
-   * with Last-Event-ID when the connection drops; ends after the experiment's terminal state.
+   * with Last-Event-ID when the connection drops (up to `retries` times in a row, 1 s apart);
+   * ends after the experiment's terminal state.
    */
-  async *events(id: string, opts: { afterEventId?: number; signal?: AbortSignal } = {}): AsyncGenerator<LiveEvent> {
+  async *events(id: string, opts: { afterEventId?: number; signal?: AbortSignal; retries?: number } = {}): AsyncGenerator<LiveEvent> {
     let last = opts.afterEventId ?? 0;
+    let failures = 0;
     for (;;) {
-      const res = await (this.opts.fetch ?? fetch)(`${this.base}/experiments/${encodeURIComponent(id)}/metrics`, {
-        headers: this.headers({ accept: 'text/event-stream', 'last-event-id': String(last) }),
-        signal: opts.signal,
-      });
+      let res: Response;
+      try {
+        res = await (this.opts.fetch ?? fetch)(`${this.base}/experiments/${encodeURIComponent(id)}/metrics`, {
+          headers: this.headers({ accept: 'text/event-stream', 'last-event-id': String(last) }),
+          signal: opts.signal,
+        });
+      } catch (err) {
+        if (++failures > (opts.retries ?? 5) || (err as Error).name === 'AbortError') throw err;
+        await new Promise((r) => setTimeout(r, 1000));
+        continue;
+      }
       if (res.status === 204) return;
       if (!res.ok || !res.body) {
         const body = await res.json().catch(() => ({}));
@@ -138,17 +147,23 @@ export class Client {
       }
       let buffer = '';
       const decoder = new TextDecoder();
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        buffer += decoder.decode(chunk, { stream: true });
-        for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const event = parseSse(block);
-          if (!event) continue;
-          last = event.id;
-          yield event;
-          if (event.kind === 'state' && ['COMPLETED', 'CANCELED', 'ERROR'].includes(String(event.data.to))) return;
+      try {
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          buffer += decoder.decode(chunk, { stream: true });
+          for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+            const event = parseSse(buffer.slice(0, end));
+            buffer = buffer.slice(end + 2);
+            if (!event) continue;
+            last = event.id;
+            failures = 0;
+            yield event;
+            if (event.kind === 'state' && ['COMPLETED', 'CANCELED', 'ERROR'].includes(String(event.data.to))) return;
+          }
         }
+      } catch (err) {
+        // The connection dropped mid-stream: reconnect from the last event seen.
+        if (++failures > (opts.retries ?? 5) || (err as Error).name === 'AbortError') throw err;
+        await new Promise((r) => setTimeout(r, 1000));
       }
     }
   }
