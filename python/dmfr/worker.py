@@ -311,5 +311,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
 
 
+def exit_now(code: int) -> None:
+    """Leave without interpreter teardown once everything is sent and closed: under load, gloo's
+    and ZeroMQ's background threads have aborted a finished process from static destructors
+    ("terminate called without an active exception"), turning a completed rank into a failed one."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
