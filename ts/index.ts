@@ -17,3 +17,4 @@ export { createSampler, SamplerError, type Sampler, type DatasetMeta, type PlanC
 export { log } from './log.ts';
 export { Client, ApiRequestError, type LiveEvent, type ExperimentInfo, type CreateExperimentBody } from './sdk/client.ts';
 export { createService, serve, type Service, type ServiceOptions } from './service/service.ts';
+export { PythonHelpers, PythonCallError } from './pyhelpers.ts';
