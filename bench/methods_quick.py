@@ -48,9 +48,10 @@ def final_terms(run_dir: Path, window: int = 20) -> dict:
     names = [r[0] for r in db.execute("SELECT DISTINCT name FROM metrics")]
     out = {}
     for name in names:
-        if name == "loss" or name.startswith("L_") or name == "KL":
+        term = name.removeprefix("terms.")  # the run store keeps a method's terms as terms.<name>
+        if term == "loss" or term.startswith("L_") or term == "KL":
             rows = db.execute("SELECT value FROM metrics WHERE name = ? ORDER BY step DESC LIMIT ?", (name, window)).fetchall()
-            out[name] = round(float(np.mean([r[0] for r in rows])), 4)
+            out[term] = round(float(np.mean([r[0] for r in rows])), 4)
     return out
 
 
