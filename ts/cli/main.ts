@@ -5,6 +5,7 @@ import { SamplerError } from '../sampler/index.ts';
 import { log } from '../log.ts';
 import { forwardToPython } from './forward.ts';
 import { EXP_USAGE, expCommand } from './exp.ts';
+import { JOIN_USAGE, joinCommand } from './join.ts';
 import { RUN_USAGE, runCommand, UsageError } from './run.ts';
 import { SERVE_USAGE, serveCommand } from './serve.ts';
 
@@ -13,6 +14,7 @@ const USAGE = `usage: dmfr VERB [ARGS…]
   run        train one experiment (${'`dmfr run --help`'})
   serve      the HTTP service: experiments, live metrics, checkpoints (${'`dmfr serve --help`'})
   exp        client verbs against a server: create, list, get, stop, pause, resume, logs
+  join       start this host's ranks of a multi-node run (${'`dmfr join --help`'})
   data, eval, analyze, model, export, embed, …
              forwarded to \`python -m dmfr.cli VERB\`
 `;
@@ -27,6 +29,7 @@ export async function main(argv: string[]): Promise<number> {
     run: [runCommand, RUN_USAGE],
     serve: [serveCommand, SERVE_USAGE],
     exp: [expCommand, EXP_USAGE],
+    join: [joinCommand, JOIN_USAGE],
   };
   const handler = own[verb];
   if (!handler) return forwardToPython(argv);

@@ -57,6 +57,9 @@ export async function runCommand(argv: string[]): Promise<number> {
   const bar = new ProgressBar();
   bar.status(`${controller.runId}: starting ${config.train.nproc} rank(s)…`);
   controller.on('running', () => bar.status(`${controller.runId}: training…`));
+  controller.on('join', (file: string) =>
+    process.stderr.write(`dmfr run: waiting for ${config.runtime.nnodes - 1} more node(s); on node K (1 … ${config.runtime.nnodes - 1}) run: dmfr join ${file} --node-rank K\n`),
+  );
   controller.on('metrics', (m) => bar.update(m));
   controller.on('state', (to: string, _from: string, cause: string | null) => {
     if (to === 'stopping') bar.status(`${controller.runId}: stopping (${cause})…`);

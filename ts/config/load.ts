@@ -216,6 +216,12 @@ export function resolveLayers(layers: Layer[]): RunConfig {
 
 function crossChecks(cfg: RunConfig, source: string): ConfigIssue[] {
   const out: ConfigIssue[] = [];
+  if (cfg.train.nproc % cfg.runtime.nnodes !== 0) {
+    out.push({ source, path: 'train.nproc', message: `expected a multiple of runtime.nnodes (${cfg.runtime.nnodes}): every node runs the same number of ranks, got ${cfg.train.nproc}` });
+  }
+  if (cfg.runtime.nnodes > 1 && ['0.0.0.0', '::'].includes(cfg.runtime.bind) && !cfg.runtime.advertise) {
+    out.push({ source, path: 'runtime.advertise', message: `expected the address other nodes reach this host at when runtime.bind is ${cfg.runtime.bind}` });
+  }
   if (cfg.train.batch_size % cfg.train.nproc !== 0) {
     out.push({ source, path: 'train.batch_size', message: `expected a multiple of train.nproc (${cfg.train.nproc}) so every rank gets an equal shard, got ${cfg.train.batch_size}` });
   }

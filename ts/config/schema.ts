@@ -146,6 +146,9 @@ export const RuntimeConfig = Type.Object(
   {
     device: Type.Union([Type.Literal('auto'), Type.Literal('cpu'), Type.Literal('cuda')], { default: 'auto' }),
     bind: Type.String({ default: '127.0.0.1', description: 'address the controller binds its sockets to' }),
+    nnodes: Type.Integer({ minimum: 1, default: 1, description: 'hosts the run spans; train.nproc ranks in all, split equally (docs/multinode.md)' }),
+    advertise: Type.String({ default: '', description: 'address other nodes reach the controller and rank 0 at; empty: runtime.bind' }),
+    master_port: Type.Integer({ minimum: 0, maximum: 65535, default: 0, description: "torchrun's rendezvous port for nnodes > 1; 0: a free port" }),
     heartbeat_s: Type.Number({ exclusiveMinimum: 0, default: 1 }),
     rank_timeout_s: Type.Number({ exclusiveMinimum: 0, default: 60 }),
     controller_timeout_s: Type.Number({ exclusiveMinimum: 0, default: 15 }),

@@ -13,7 +13,8 @@ import type { DatasetMeta, Sampler } from '../sampler/types.ts';
 import { Store, type RunState } from '../store/store.ts';
 import { ControllerLink, WireRejection, type Body, type Message, type MsgType, type NamedBuffer } from '../wire/index.ts';
 import { newKey, newRunId } from './ids.ts';
-import { launchRanks, rootCauseLine, torchrunRootCause, type Launched } from './launch.ts';
+import { launchRanks, rootCauseLine, torchrunRootCause, type Launched, type NodeSpec } from './launch.ts';
+import { advertised, freePort, writeJoinInfo } from './nodes.ts';
 import { isAlive, terminate } from './processes.ts';
 import { RateMeter, type RunStatus, type RunSummary } from './summary.ts';
 
@@ -76,6 +77,8 @@ export class RunController extends EventEmitter {
 
   readonly link: ControllerLink;
   private readonly key = newKey();
+  /** <run_dir>/join.json for the other nodes of a multi-node run, once written. */
+  joinFile: string | null = null;
   private readonly log: Logger;
   private launched: Launched | null = null;
   private readonly module: string;
@@ -195,11 +198,14 @@ export class RunController extends EventEmitter {
 
   private async begin(): Promise<void> {
     const rt = this.config.runtime;
-    const endpoints = await this.link.bind();
+    const bound = await this.link.bind();
     if (this.finishing) return; // canceled while binding: launch nothing
+    const endpoints = { control: advertised(bound.control, rt.advertise), events: advertised(bound.events, rt.advertise) };
+    const node = rt.nnodes > 1 ? await this.planNodes(endpoints) : undefined;
     this.setState('starting');
     this.launched = launchRanks({
-      nproc: this.config.train.nproc,
+      nproc: this.config.train.nproc / rt.nnodes,
+      node,
       threadsPerRank: rt.threads_per_rank,
       logFile: join(this.runDir, 'ranks.log'),
       workerArgs: this.opts.workerArgs,
@@ -230,6 +236,29 @@ export class RunController extends EventEmitter {
       });
     });
     this.tick = setInterval(() => this.onTick(), rt.heartbeat_s * 1000);
+  }
+
+  /** Node 0's torchrun settings, and the join file the other nodes start from. */
+  private async planNodes(endpoints: { control: string; events: string }): Promise<NodeSpec> {
+    const rt = this.config.runtime;
+    const masterAddr = rt.advertise || rt.bind;
+    const masterPort = rt.master_port || (await freePort(rt.bind));
+    this.joinFile = join(this.runDir, 'join.json');
+    writeJoinInfo(this.joinFile, {
+      version: 1,
+      run_id: this.runId,
+      control: endpoints.control,
+      events: endpoints.events,
+      key: this.key.toString('hex'),
+      nnodes: rt.nnodes,
+      nproc_per_node: this.config.train.nproc / rt.nnodes,
+      master_addr: masterAddr,
+      master_port: masterPort,
+      device: rt.device,
+      threads_per_rank: rt.threads_per_rank,
+    });
+    this.emit('join', this.joinFile);
+    return { nnodes: rt.nnodes, nodeRank: 0, masterAddr, masterPort };
   }
 
   private onMessage(msg: Message, identity: Buffer | null): void {

@@ -68,6 +68,8 @@ export interface LaunchOptions {
   python?: string;
   /** The rank module (default dmfr.worker). */
   module?: string;
+  /** Set for a node of a multi-node run; otherwise `--standalone`. */
+  node?: NodeSpec;
 }
 
 export interface Launched {
@@ -77,8 +79,19 @@ export interface Launched {
   command: string[];
 }
 
-export function torchrunArgs(nproc: number, workerArgs: string[] = [], module = 'dmfr.worker'): string[] {
-  return ['-m', 'torch.distributed.run', '--standalone', '--nproc-per-node', String(nproc), '-m', module, ...workerArgs];
+/** One node of a multi-node run: torchrun's static rendezvous at rank 0's node (docs/multinode.md). */
+export interface NodeSpec {
+  nnodes: number;
+  nodeRank: number;
+  masterAddr: string;
+  masterPort: number;
+}
+
+export function torchrunArgs(nproc: number, workerArgs: string[] = [], module = 'dmfr.worker', node?: NodeSpec): string[] {
+  const where = node
+    ? ['--nnodes', String(node.nnodes), '--node-rank', String(node.nodeRank), '--master-addr', node.masterAddr, '--master-port', String(node.masterPort)]
+    : ['--standalone'];
+  return ['-m', 'torch.distributed.run', ...where, '--nproc-per-node', String(nproc), '-m', module, ...workerArgs];
 }
 
 export function launchRanks(opts: LaunchOptions): Launched {
@@ -87,7 +100,7 @@ export function launchRanks(opts: LaunchOptions): Launched {
     throw new Error(`python not found at ${python} (run \`bash scripts/setup.sh\`, or set DMFR_PYTHON)`);
   }
   const threads = opts.threadsPerRank > 0 ? opts.threadsPerRank : Math.max(1, Math.floor(availableParallelism() / opts.nproc));
-  const args = torchrunArgs(opts.nproc, opts.workerArgs, opts.module);
+  const args = torchrunArgs(opts.nproc, opts.workerArgs, opts.module, opts.node);
   const child = spawn(python, args, {
     cwd: REPO_ROOT,
     env: pythonEnv({ OMP_NUM_THREADS: String(threads), DMFR_LOG_LEVEL: pythonLogLevel(), ...opts.env }),
