@@ -283,6 +283,9 @@ class Endpoints:
     events: str
     run_id: str
     key: bytes
+    #: the controller's CURVE public key (Z85) when runtime.curve is on: the rank's sockets
+    #: then encrypt everything with a key pair of their own (docs/protocol.md, "Encryption")
+    curve_server_key: str | None = None
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Endpoints":
@@ -292,7 +295,7 @@ class Endpoints:
         if missing:
             raise ValueError(f"environment variables not set: {', '.join(missing)} (docs/protocol.md)")
         return cls(env["DMFR_CONTROL_ENDPOINT"], env["DMFR_EVENTS_ENDPOINT"], env["DMFR_RUN_ID"],
-                   parse_key(env["DMFR_KEY"]))
+                   parse_key(env["DMFR_KEY"]), env.get("DMFR_CURVE_SERVER_KEY") or None)
 
 
 class ControllerLost(Exception):
@@ -385,8 +388,12 @@ class RankLink:
         control = ctx.socket(zmq.DEALER)
         events = ctx.socket(zmq.PUSH)
         try:
+            public, secret = zmq.curve_keypair() if self.endpoints.curve_server_key else (None, None)
             for sock in (control, events):
                 sock.setsockopt(zmq.LINGER, 0)
+                if public:
+                    sock.curve_serverkey = self.endpoints.curve_server_key.encode("ascii")
+                    sock.curve_publickey, sock.curve_secretkey = public, secret
             control.setsockopt(zmq.IDENTITY, self.identity)
             control.connect(self.endpoints.control)
             events.connect(self.endpoints.events)

@@ -12,9 +12,9 @@ import { readJoinInfo, writeJoinInfo, type JoinInfo } from '../../ts/controller/
 import { HAVE_PYTHON } from './helpers.ts';
 
 describe.skipIf(!HAVE_PYTHON)('multi-node (two torchrun processes on loopback)', () => {
-  it('trains one run over two nodes joined with dmfr join', async () => {
+  it('trains one run over two nodes joined with dmfr join, CURVE-encrypted', async () => {
     const out = join(mkdtempSync(join(tmpdir(), 'dmfr-nodes-')), 'run');
-    const config = loadConfig({ preset: 'quick', steps: 20, nproc: 4, sets: ['runtime.nnodes=2', 'runtime.threads_per_rank=1'] });
+    const config = loadConfig({ preset: 'quick', steps: 20, nproc: 4, sets: ['runtime.nnodes=2', 'runtime.threads_per_rank=1', 'runtime.curve=true'] });
     const controller = new RunController({ config, outDir: out });
     const hellos: RankInfo[] = [];
     const steps: number[] = [];
@@ -25,6 +25,7 @@ describe.skipIf(!HAVE_PYTHON)('multi-node (two torchrun processes on loopback)',
       expect(statSync(file).mode & 0o777).toBe(0o600); // it holds the run's key
       const info = readJoinInfo(file);
       expect(info).toMatchObject({ nnodes: 2, nproc_per_node: 2, master_addr: '127.0.0.1' });
+      expect(info.curve_server_key).toHaveLength(40); // node 1's ranks encrypt too
       const node1 = spawn(process.execPath, [join(REPO_ROOT, 'bin/dmfr.js'), 'join', file, '--node-rank', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
       let err = '';
       node1.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -51,7 +52,7 @@ describe.skipIf(!HAVE_PYTHON)('multi-node (two torchrun processes on loopback)',
     expect(missing.err).toContain('cannot read the join file');
     const file = join(dir, 'join.json');
     const info = { version: 1, run_id: 'r-x', control: 'tcp://127.0.0.1:1', events: 'tcp://127.0.0.1:2', key: 'ab'.repeat(32), nnodes: 2,
-      nproc_per_node: 1, master_addr: '127.0.0.1', master_port: 29500, device: 'cpu', threads_per_rank: 1 };
+      nproc_per_node: 1, master_addr: '127.0.0.1', master_port: 29500, device: 'cpu', threads_per_rank: 1, curve_server_key: null };
     writeJoinInfo(file, info as JoinInfo);
     const outOfRange = await run([file, '--node-rank', '2']);
     expect(outOfRange.code).toBe(2);

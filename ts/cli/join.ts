@@ -41,6 +41,7 @@ export async function joinCommand(argv: string[]): Promise<number> {
       DMFR_RUN_ID: info.run_id,
       DMFR_KEY: info.key,
       DMFR_DEVICE: info.device,
+      ...(info.curve_server_key ? { DMFR_CURVE_SERVER_KEY: info.curve_server_key } : {}),
     },
   });
   process.stderr.write(`dmfr join: node ${nodeRank}/${info.nnodes} of run ${info.run_id}: ${info.nproc_per_node} rank(s) started\n`);

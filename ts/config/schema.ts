@@ -148,6 +148,7 @@ export const RuntimeConfig = Type.Object(
     bind: Type.String({ default: '127.0.0.1', description: 'address the controller binds its sockets to' }),
     nnodes: Type.Integer({ minimum: 1, default: 1, description: 'hosts the run spans; train.nproc ranks in all, split equally (docs/multinode.md)' }),
     advertise: Type.String({ default: '', description: 'address other nodes reach the controller and rank 0 at; empty: runtime.bind' }),
+    curve: Type.Boolean({ default: false, description: 'encrypt the ranks\' ZeroMQ traffic with CURVE (for ranks on other hosts); messages are HMAC-signed either way' }),
     master_port: Type.Integer({ minimum: 0, maximum: 65535, default: 0, description: "torchrun's rendezvous port for nnodes > 1; 0: a free port" }),
     heartbeat_s: Type.Number({ exclusiveMinimum: 0, default: 1 }),
     rank_timeout_s: Type.Number({ exclusiveMinimum: 0, default: 60 }),

@@ -3,6 +3,7 @@
 // state in SQLite, supervises the ranks, and resolves with a RunSummary. The CLI (`dmfr run`) and
 // the future HTTP service both drive runs through this class (docs/architecture.md).
 import { EventEmitter } from 'node:events';
+import * as zmq from 'zeromq';
 import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -77,6 +78,8 @@ export class RunController extends EventEmitter {
 
   readonly link: ControllerLink;
   private readonly key = newKey();
+  /** The controller's CURVE key pair when runtime.curve is on. */
+  private curve: { publicKey: string; secretKey: string } | null = null;
   /** <run_dir>/join.json for the other nodes of a multi-node run, once written. */
   joinFile: string | null = null;
   private readonly log: Logger;
@@ -113,9 +116,11 @@ export class RunController extends EventEmitter {
     const experimentId = opts.experimentId ?? this.runId;
     this.store.ensureExperiment(experimentId, this.config.name, this.config);
     this.store.createRun({ id: this.runId, experimentId, runDir: this.runDir, nproc: this.config.train.nproc, config: this.config });
+    if (this.config.runtime.curve) this.curve = zmq.curveKeyPair();
     this.link = new ControllerLink({
       runId: this.runId,
       key: this.key,
+      curveSecretKey: this.curve?.secretKey,
       bind: this.config.runtime.bind,
       maxMessageBytes: opts.maxMessageBytes,
       accept: (msg, identity) => this.checkSender(msg, identity),
@@ -216,6 +221,7 @@ export class RunController extends EventEmitter {
         DMFR_EVENTS_ENDPOINT: endpoints.events,
         DMFR_RUN_ID: this.runId,
         DMFR_KEY: this.key.toString('hex'),
+        ...(this.curve ? { DMFR_CURVE_SERVER_KEY: this.curve.publicKey } : {}),
         DMFR_RUN_DIR: this.runDir,
         DMFR_DEVICE: rt.device,
         ...this.opts.env,
@@ -256,6 +262,7 @@ export class RunController extends EventEmitter {
       master_port: masterPort,
       device: rt.device,
       threads_per_rank: rt.threads_per_rank,
+      curve_server_key: this.curve?.publicKey ?? null,
     });
     this.emit('join', this.joinFile);
     return { nnodes: rt.nnodes, nodeRank: 0, masterAddr, masterPort };

@@ -19,6 +19,7 @@ export const JoinInfo = Type.Object(
     master_port: Type.Integer({ minimum: 1, maximum: 65535 }),
     device: Type.String(),
     threads_per_rank: Type.Integer({ minimum: 0 }),
+    curve_server_key: Type.Union([Type.String({ minLength: 40, maxLength: 40 }), Type.Null()]),
   },
   { additionalProperties: false },
 );

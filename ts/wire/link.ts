@@ -18,6 +18,8 @@ export interface LinkOptions {
   maxMessageBytes?: number;
   /** Extra checks on an authentic message (e.g. the sender is a rank of this run); throw WireRejection. */
   accept?: (msg: Message, identity: Buffer | null) => void;
+  /** CURVE secret key (Z85): both sockets become CURVE servers and accept only encrypted peers. */
+  curveSecretKey?: string;
 }
 
 export interface LinkEvents {
@@ -30,13 +32,16 @@ export class ControllerLink extends EventEmitter<LinkEvents> {
   readonly rejected = new RejectCounters();
   /** The controller's own session id, in the header of every message it sends. */
   readonly session: string;
-  private readonly router = new zmq.Router({ linger: 0, mandatory: true, sendTimeout: 5000 });
-  private readonly pull = new zmq.Pull({ linger: 0 });
+  private readonly router: zmq.Router;
+  private readonly pull: zmq.Pull;
   private readonly queue: SendQueue;
   private closed = false;
 
   constructor(private readonly opts: LinkOptions) {
     super();
+    const curve = opts.curveSecretKey ? { curveServer: true, curveSecretKey: opts.curveSecretKey } : {};
+    this.router = new zmq.Router({ linger: 0, mandatory: true, sendTimeout: 5000, ...curve });
+    this.pull = new zmq.Pull({ linger: 0, ...curve });
     this.session = randomBytes(8).toString('hex');
     this.queue = new SendQueue(this.router, (e) => this.emit('send-error', e));
   }
