@@ -62,19 +62,21 @@ class EpochPermutations {
   }
 }
 
-/** Uniform over samples: each sample of the pool once per epoch, in a fresh order each epoch. */
-export class PermutedStream implements SampleStream {
-  readonly epochLength: number;
-  private readonly perms: EpochPermutations;
+/**
+ * Walks the concatenated epochs of `perms` by global position: the current epoch's permutation is
+ * cached and the next one is shuffled in bursts as the current one is drawn.
+ */
+class EpochCursor {
   private curEpoch = -1;
   private cur: Int32Array = new Int32Array(0);
 
-  constructor(pool: Int32Array, seed: number, streamId: number) {
-    this.epochLength = pool.length;
-    this.perms = new EpochPermutations(pool, seed, streamId);
-  }
+  constructor(
+    private readonly perms: EpochPermutations,
+    readonly epochLength: number,
+  ) {}
 
-  at(pos: number): number {
+  /** The permuted item at global position `pos`, and the epoch it falls in. */
+  at(pos: number): { item: number; epoch: number } {
     const n = this.epochLength;
     const epoch = Math.floor(pos / n);
     if (epoch !== this.curEpoch) {
@@ -83,7 +85,22 @@ export class PermutedStream implements SampleStream {
     }
     const offset = pos - epoch * n;
     this.perms.prefetch(epoch + 1, offset + 1, n);
-    return this.cur[offset]!;
+    return { item: this.cur[offset]!, epoch };
+  }
+}
+
+/** Uniform over samples: each sample of the pool once per epoch, in a fresh order each epoch. */
+export class PermutedStream implements SampleStream {
+  readonly epochLength: number;
+  private readonly cursor: EpochCursor;
+
+  constructor(pool: Int32Array, seed: number, streamId: number) {
+    this.epochLength = pool.length;
+    this.cursor = new EpochCursor(new EpochPermutations(pool, seed, streamId), pool.length);
+  }
+
+  at(pos: number): number {
+    return this.cursor.at(pos).item;
   }
 }
 
@@ -106,9 +123,7 @@ export class IdentityBalancedStream implements SampleStream {
   readonly epochLength: number;
   private readonly offsets: Int32Array; // CSR: images of identity slot s are members[offsets[s]..offsets[s+1])
   private readonly members: Int32Array;
-  private readonly perms: EpochPermutations;
-  private curEpoch = -1;
-  private cur: Int32Array = new Int32Array(0);
+  private readonly cursor: EpochCursor;
   private readonly imageKey: number; // keys the per-identity image walks
   // The current walk of each identity (a pure function of (seed, identity, cycle), cached).
   private readonly walkA: Int32Array;
@@ -151,19 +166,11 @@ export class IdentityBalancedStream implements SampleStream {
     this.walkCycle = new Float64Array(counts.length).fill(-1);
     const slots = new Int32Array(counts.length);
     for (let s = 0; s < slots.length; s++) slots[s] = s;
-    this.perms = new EpochPermutations(slots, seed, streamId);
+    this.cursor = new EpochCursor(new EpochPermutations(slots, seed, streamId), counts.length);
   }
 
   at(pos: number): number {
-    const n = this.epochLength;
-    const epoch = Math.floor(pos / n);
-    if (epoch !== this.curEpoch) {
-      this.cur = this.perms.get(epoch);
-      this.curEpoch = epoch;
-    }
-    const offset = pos - epoch * n;
-    this.perms.prefetch(epoch + 1, offset + 1, n);
-    const slot = this.cur[offset]!;
+    const { item: slot, epoch } = this.cursor.at(pos);
     const start = this.offsets[slot]!;
     const c = this.offsets[slot + 1]! - start;
     if (c === 1) return this.members[start]!;

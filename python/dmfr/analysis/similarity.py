@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from dmfr.errors import DataError
+from dmfr.textfile import split_lines
 from dmfr.eval.verification import l2_normalize
 
 MODALITIES = ("real", "synthetic")
@@ -19,22 +20,14 @@ MODALITIES = ("real", "synthetic")
 def read_sample_labels(path: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Lines `key identity modality` (modality: real | synthetic) -> keys, identities, modalities."""
     keys, ids, mods = [], [], []
-    try:
-        fh = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read sample labels: {exc}") from None
-    with fh:
-        for n, line in enumerate(fh, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 3:
-                raise DataError(f"{path}, line {n}: expected 'key identity modality', got {len(parts)} fields")
-            if parts[2] not in MODALITIES:
-                raise DataError(f"{path}, line {n}: modality must be real or synthetic, got {parts[2]!r}")
-            keys.append(parts[0])
-            ids.append(parts[1])
-            mods.append(parts[2])
+    for n, parts in split_lines(path, "sample labels"):
+        if len(parts) != 3:
+            raise DataError(f"{path}, line {n}: expected 'key identity modality', got {len(parts)} fields")
+        if parts[2] not in MODALITIES:
+            raise DataError(f"{path}, line {n}: modality must be real or synthetic, got {parts[2]!r}")
+        keys.append(parts[0])
+        ids.append(parts[1])
+        mods.append(parts[2])
     if not keys:
         raise DataError(f"{path}: no samples")
     return keys, np.array(ids), np.array(mods)

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 
 from dmfr.errors import DataError, DmfrError
+from dmfr.textfile import split_lines
 
 
 def register(subparsers) -> None:
@@ -218,22 +219,14 @@ def _templates_summary(result: dict) -> str:
 
 def _read_list(path: str, with_identity: bool):
     keys, ids = [], []
-    try:
-        fh = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read list: {exc}") from None
-    with fh:
-        for n, line in enumerate(fh, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            want = 2 if with_identity else 1
-            if len(parts) != want:
-                raise DataError(f"{path}, line {n}: expected {'key identity' if with_identity else 'key'}, "
-                                f"got {len(parts)} fields")
-            keys.append(parts[0])
-            if with_identity:
-                ids.append(parts[1])
+    for n, parts in split_lines(path, "list"):
+        want = 2 if with_identity else 1
+        if len(parts) != want:
+            raise DataError(f"{path}, line {n}: expected {'key identity' if with_identity else 'key'}, "
+                            f"got {len(parts)} fields")
+        keys.append(parts[0])
+        if with_identity:
+            ids.append(parts[1])
     if not keys:
         raise DataError(f"{path}: empty list")
     return keys, np.array(ids)

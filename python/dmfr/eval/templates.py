@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dmfr.errors import DataError
+from dmfr.textfile import split_lines
 from dmfr.eval.roc import FAR_TARGETS, tar_at_far
 
 ROC_POINTS = 60  # the thinned ROC stored with every template result (Fig. 6)
@@ -48,33 +49,25 @@ class TemplatePairs:
 
 def read_media(path: str) -> MediaTable:
     images, templates, medias, scores, line_numbers = [], [], [], [], []
-    try:
-        fh = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read media file: {exc}") from None
-    with fh:
-        for n, line in enumerate(fh, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) not in (3, 4):
-                raise DataError(f"{path}, line {n}: expected 'image template media [detector_score]', "
-                                f"got {len(parts)} fields")
-            try:
-                templates.append(int(parts[1]))
-                medias.append(int(parts[2]))
-                if len(parts) == 4:
-                    scores.append(float(parts[3]))
-            except ValueError:
-                raise DataError(f"{path}, line {n}: template and media must be integers"
-                                f"{' and the detector score a number' if len(parts) == 4 else ''}: "
-                                f"{line.strip()!r}") from None
-            if len(parts) == 4 and len(scores) != len(templates):
-                raise DataError(f"{path}, line {n}: detector score present here but missing on earlier lines")
-            if len(parts) == 3 and scores:
-                raise DataError(f"{path}, line {n}: detector score missing (earlier lines have one)")
-            images.append(parts[0])
-            line_numbers.append(n)
+    for n, parts in split_lines(path, "media file"):
+        if len(parts) not in (3, 4):
+            raise DataError(f"{path}, line {n}: expected 'image template media [detector_score]', "
+                            f"got {len(parts)} fields")
+        try:
+            templates.append(int(parts[1]))
+            medias.append(int(parts[2]))
+            if len(parts) == 4:
+                scores.append(float(parts[3]))
+        except ValueError:
+            raise DataError(f"{path}, line {n}: template and media must be integers"
+                            f"{' and the detector score a number' if len(parts) == 4 else ''}: "
+                            f"{' '.join(parts)!r}") from None
+        if len(parts) == 4 and len(scores) != len(templates):
+            raise DataError(f"{path}, line {n}: detector score present here but missing on earlier lines")
+        if len(parts) == 3 and scores:
+            raise DataError(f"{path}, line {n}: detector score missing (earlier lines have one)")
+        images.append(parts[0])
+        line_numbers.append(n)
     if not images:
         raise DataError(f"{path}: no media lines")
     return MediaTable(images, np.array(templates, np.int64), np.array(medias, np.int64),
@@ -108,7 +101,7 @@ def _first_bad_pairs_line(path: str) -> str | None:
             if not parts or parts[0].startswith("#"):
                 continue
             if len(parts) != 3 or not all(p.lstrip("+-").isdigit() for p in parts):
-                return f"{path}, line {n}: expected 'template1 template2 label' (integers), got {line.strip()!r}"
+                return f"{path}, line {n}: expected 'template1 template2 label' (integers), got {' '.join(parts)!r}"
     return None
 
 
