@@ -78,3 +78,29 @@ def test_ranks_agree_to_stop_when_only_one_has_heard_the_stop(tmp_path):
     assert [r["last_step"] for r in results] == [5, 5]
     assert [r["reason"] for r in results] == ["stopped", "stopped"]
     assert results[0]["losses"] == results[1]["losses"] and len(results[0]["losses"]) == 1  # step 3 logged
+
+
+def test_resume_on_another_rank_count_continues_the_same_run(tmp_path):
+    """2 ranks stop at step 3 with a checkpoint; one process resumes it with grad_accum 2 (its two
+    micro-batches are the two ranks' shards, so BatchNorm sees the same statistics) and ends with
+    the parameters of the uninterrupted 2-rank run."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE.parent.parent / "python"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+           str(HERE / "resume_ranks.py"), str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from dmfr.checkpoint import load_checkpoint
+    from dmfr.trainer import Trainer, local_plans
+    from resume_ranks import CONFIG
+    from tiny_data import TinyFaceDataset, tiny_config
+
+    state = load_checkpoint(sorted((tmp_path / "ckpt").glob("step-*.pt"))[-1])
+    assert state["step"] == 3
+    config = tiny_config(**{**CONFIG, "train": {**CONFIG["train"], "nproc": 1, "grad_accum": 2}})
+    ds = TinyFaceDataset()
+    resumed = Trainer(config, ds)
+    start = resumed.load_state_dict(state)
+    resumed.run(local_plans(config, ds.labels, 0, 1, start_step=start), start, final_checkpoint=False)
+    whole = torch.load(tmp_path / "whole.pt")
+    for name, p in resumed.method.named_parameters():
+        assert torch.allclose(p.detach(), whole[name], atol=1e-6, rtol=0), name
