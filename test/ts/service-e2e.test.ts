@@ -87,6 +87,59 @@ describe.skipIf(!HAVE_PYTHON)('dmfr serve end to end', () => {
     expect((await dl.arrayBuffer()).byteLength).toBe(ckpts.find((c) => c.step === 29)!.bytes);
   });
 
+  it('answers the dmfr exp client verbs', async () => {
+    const { url } = await startServer();
+    const exp = await new Client(url).createExperiment({ preset: 'quick', steps: 10, set: TINY, name: 'cli' });
+    const cli = (...args: string[]) =>
+      new Promise<{ code: number; out: string; err: string }>((resolve) => {
+        const p = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/dmfr.js'), 'exp', ...args, '--server', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        let err = '';
+        p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+        p.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+        p.once('exit', (code) => resolve({ code: code ?? 1, out, err }));
+      });
+    const logs = await cli('logs', exp.id, '--follow');
+    expect(logs.code).toBe(0); // COMPLETED
+    expect(logs.out).toMatch(/state STOPPING_COMPLETED → COMPLETED/);
+    expect(logs.out).toMatch(/step 9 loss/);
+    const list = await cli('list', '--json');
+    expect(JSON.parse(list.out).map((e: { id: string }) => e.id)).toEqual([exp.id]);
+    const get = await cli('get', exp.id, '--json');
+    expect(JSON.parse(get.out)).toMatchObject({ id: exp.id, state: 'COMPLETED' });
+    const missing = await cli('get', 'nope-1');
+    expect(missing.code).toBe(4);
+    expect(missing.err).toContain('404 not_found');
+    const illegal = await cli('pause', exp.id);
+    expect(illegal.code).toBe(1);
+    expect(illegal.err).toContain('409 illegal_transition');
+  });
+
+  it('shuts down gracefully on SIGTERM: ranks checkpoint and exit, and the run resumes after', async () => {
+    const first = await startServer();
+    const exp = await new Client(first.url).createExperiment({ preset: 'quick', steps: 2000, set: TINY, name: 'sigterm' });
+    const live1 = collect(new Client(first.url), exp.id);
+    await live1.until(() => live1.events.filter((e) => e.kind === 'metrics').length >= 5, 120_000, 'training');
+    const exited = new Promise<number | null>((r) => first.proc.once('exit', (code) => r(code)));
+    first.proc.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(runPids(`${exp.id}-a1`)).toEqual([]); // no rank outlives the service
+    const lastSeen = Math.max(...live1.events.filter((e) => e.kind === 'metrics').map((e) => Number(e.data.step)));
+    const second = await startServer(first.dataDir);
+    const client = new Client(second.url);
+    // Ranks finished the steps already planned, then wrote the shutdown checkpoint.
+    const saved = (await client.checkpoints(exp.id)).at(-1)!.step;
+    expect(saved).toBeGreaterThanOrEqual(lastSeen);
+    const live = collect(client, exp.id);
+    const restarting = () => live.events.find((e) => e.kind === 'state' && e.data.to === 'RESTARTING');
+    await live.until(() => live.events.some((e) => e.kind === 'metrics' && e.id > (restarting()?.id ?? Infinity)), 120_000, 'resumed steps');
+    expect(restarting()!.data.cause).toBe('service restarted');
+    const resumed = live.events.find((e) => e.kind === 'metrics' && e.id > restarting()!.id)!;
+    expect(Number(resumed.data.step)).toBe(saved + 1);
+    await client.stop(exp.id);
+    await live.done;
+  });
+
   it('restarts from the latest checkpoint after a rank is SIGKILLed', async () => {
     const { url } = await startServer();
     const client = new Client(url);

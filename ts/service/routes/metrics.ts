@@ -17,6 +17,12 @@ const isTerminalEvent = (e: EventRow) => e.kind === 'state' && TERMINAL.has(e.da
 
 export const metricRoutes: FastifyPluginAsyncTypebox<ServiceContext> = async (app, ctx) => {
   const { store, bus } = ctx;
+  // Open streams end when the service closes: a hijacked response would otherwise hold the
+  // server's close (and the graceful shutdown behind it) open forever.
+  const open = new Set<() => void>();
+  app.addHook('preClose', async () => {
+    for (const close of [...open]) close();
+  });
 
   app.get(
     '/experiments/:id/metrics',
@@ -53,11 +59,13 @@ export const metricRoutes: FastifyPluginAsyncTypebox<ServiceContext> = async (ap
       const close = () => {
         if (closed) return;
         closed = true;
+        open.delete(close);
         clearInterval(keepalive);
         unsubscribe();
         raw.end();
       };
       req.raw.on('close', close);
+      open.add(close);
       // Replay what the client missed, then whatever arrived meanwhile, then live.
       for (const e of backlog) send(e);
       for (let more = store.eventsAfter(row.id, lastId); more.length > 0; more = store.eventsAfter(row.id, lastId)) more.forEach(send);
