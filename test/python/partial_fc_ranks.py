@@ -74,4 +74,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from dmfr.worker import exit_now
+
+    exit_now(main())  # as the worker does: no interpreter teardown after a clean finish

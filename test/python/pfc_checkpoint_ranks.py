@@ -12,6 +12,7 @@ from tiny_data import TinyFaceDataset, tiny_config  # noqa: E402
 
 from dmfr.checkpoint import load_checkpoint  # noqa: E402
 from dmfr.trainer import Trainer, local_plans  # noqa: E402
+from dmfr.worker import exit_now  # noqa: E402
 
 out = Path(sys.argv[1])
 dist.init_process_group("gloo")
@@ -35,3 +36,4 @@ assert resumed.load_state_dict(saved) == 4
 assert torch.equal(resumed._sharded_heads()[0][1].weight.detach(), head.weight.detach())
 print(f"rank {rank} pfc checkpoint ok")
 dist.destroy_process_group()
+exit_now(0)  # as the worker does: no interpreter teardown after a clean finish

@@ -7,6 +7,7 @@ import pino from 'pino';
 import { chromium } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client } from '../../ts/sdk/client.ts';
+import { ArtifactStore } from '../../ts/service/db.ts';
 import { createService, type Service } from '../../ts/service/service.ts';
 import { HAVE_PYTHON } from './helpers.ts';
 
@@ -41,7 +42,15 @@ describe.skipIf(!HAVE_CHROMIUM || !HAVE_PYTHON)('dashboard', () => {
       expect(lines).toEqual(expect.arrayContaining(['loss', 'L_cls', 'L_flt']));
       await page.waitForFunction(() => /COMPLETED/.test(document.querySelector('#title')?.textContent ?? ''), undefined, { timeout: 90_000 });
       expect(await page.locator(`#list div[data-id="${exp.id}"] .state`).textContent()).toBe('COMPLETED');
-      await page.screenshot({ path: path.join(dataDir, 'dashboard.png') });
+      // A stored template evaluation with its ROC is drawn as a curve.
+      const artifacts = new ArtifactStore(service.store.db);
+      const ev = artifacts.createEvaluation({ id: 'eval-1', experimentId: exp.id, checkpointStep: 59, protocol: 'templates', args: [] });
+      artifacts.finishEvaluation(ev.id, { result: { roc: { far: [1e-4, 1e-3, 1e-2, 1e-1], tar: [0.2, 0.5, 0.8, 0.95] } } });
+      await page.locator(`#list div[data-id="${exp.id}"]`).click();
+      await page.waitForFunction(() => document.querySelector('#roc')?.getAttribute('data-curves') === '1', undefined, { timeout: 10_000 });
+      expect(await page.locator('#roc polyline').count()).toBe(1);
+      expect(await page.locator('#evals tbody tr td').first().textContent()).toBe('templates');
+      await page.screenshot({ path: process.env.DMFR_SCREENSHOT ?? path.join(dataDir, 'dashboard.png') });
     } finally {
       await browser.close();
     }
