@@ -315,7 +315,8 @@ class RankLink:
     process does.
     """
 
-    POLL_MS = 5
+    POLL_MS = 5  # while sends are held back by a full or unconnected peer: retry soon
+    IDLE_POLL_MS = 50  # otherwise: a wake-up pipe brings new sends at once, so idle wakeups stay rare
 
     def __init__(self, endpoints: Endpoints, rank: int, *, heartbeat_s: float = 1.0,
                  controller_timeout_s: float = 15.0, max_message_bytes: int = MAX_MESSAGE_BYTES,
@@ -339,6 +340,11 @@ class RankLink:
         self._closing = threading.Event()
         self._closed = threading.Event()
         self._flush_s = 1.0
+        # The training thread wakes the link thread's poll when it queues a message: a busy poll
+        # loop would take the GIL from training hundreds of times a second.
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self._thread = threading.Thread(target=self._run, name=f"dmfr-link-{rank}", daemon=True)
 
     def configure(self, heartbeat_s: float, controller_timeout_s: float) -> None:
@@ -356,6 +362,15 @@ class RankLink:
         if msg_type not in RANK_CONTROL_TYPES | RANK_EVENT_TYPES:
             raise ValueError(f"a rank does not send {msg_type!r}")
         self._outbox.put((msg_type, body, buffers))
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._wake_w < 0:
+            return
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):  # full: a wake-up is already pending; closed: link gone
+            pass
 
     def recv(self, timeout: float | None = None) -> Message | None:
         """The next config/plan/stop (/heartbeat) message; None on timeout. Raises ControllerLost."""
@@ -375,11 +390,15 @@ class RankLink:
 
     def close(self, flush: bool = True, timeout: float = 3.0) -> None:
         """Send what is queued (bounded by `timeout`), then close the sockets."""
-        if not self._thread.is_alive():
-            return
-        self._flush_s = timeout if flush and not self.lost.is_set() else 0.0
-        self._closing.set()
-        self._thread.join(timeout + 2.0)
+        if self._thread.is_alive():
+            self._flush_s = timeout if flush and not self.lost.is_set() else 0.0
+            self._closing.set()
+            self._wake()
+            self._thread.join(timeout + 2.0)
+        if not self._thread.is_alive() and self._wake_w >= 0:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
 
     # ---- link thread -------------------------------------------------------------------------
 
@@ -412,6 +431,7 @@ class RankLink:
     def _loop(self, control: zmq.Socket, events: zmq.Socket) -> None:
         poller = zmq.Poller()
         poller.register(control, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
         pending: list[tuple[zmq.Socket, list[bytes], str]] = []
         last_heard = time.monotonic()
         next_heartbeat = 0.0
@@ -419,7 +439,15 @@ class RankLink:
         close_deadline: float | None = None
         while True:
             # receive
-            for sock, _ in poller.poll(self.POLL_MS):
+            timeout_ms = self.POLL_MS if pending else min(self.IDLE_POLL_MS, max(1, int((next_heartbeat - time.monotonic()) * 1000) + 1))
+            for sock, _ in poller.poll(timeout_ms):
+                if sock == self._wake_r:
+                    try:
+                        while os.read(self._wake_r, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                    continue
                 while True:
                     try:
                         frames = sock.recv_multipart(zmq.NOBLOCK)
