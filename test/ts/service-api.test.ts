@@ -219,3 +219,21 @@ describe('authentication', () => {
     await expect(createService({ dataDir, host: '0.0.0.0', logger: silent })).rejects.toThrow(/without a token/);
   });
 });
+
+describe('logs', () => {
+  it('never carry the bearer token, from the header or the query', async () => {
+    const { Writable } = await import('node:stream');
+    const { REDACT } = await import('../../ts/service/app.ts');
+    let out = '';
+    const sink = new Writable({ write: (c, _e, cb) => ((out += c.toString()), cb()) });
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'dmfr-log-'));
+    const service = await createService({ dataDir, token: 'SECRET-TOKEN-123', logger: pino({ level: 'info', redact: REDACT }, sink) });
+    expect((await service.app.inject('/experiments?access_token=SECRET-TOKEN-123&limit=5')).statusCode).toBe(200);
+    expect((await service.app.inject({ url: '/experiments', headers: { authorization: 'Bearer SECRET-TOKEN-123' } })).statusCode).toBe(200);
+    expect((await service.app.inject('/experiments?access_token=wrong')).statusCode).toBe(401);
+    await service.close(1000);
+    expect(out).toContain('access_token=[Redacted]&limit=5'); // the request was logged…
+    expect(out).not.toContain('SECRET-TOKEN-123'); // …without the secret
+    expect(out).not.toContain('wrong');
+  });
+});

@@ -25,6 +25,11 @@ export interface AppOptions {
 /** Secrets never reach the logs. */
 export const REDACT = ['req.headers.authorization', 'req.query.access_token', '*.token', '*.key', '*.DMFR_KEY'];
 
+/** A URL with its access_token query value masked. */
+export function redactUrl(url: string): string {
+  return url.replace(/([?&]access_token=)[^&#]*/g, '$1[Redacted]');
+}
+
 const OPEN_PATHS = new Set(['/health']);
 
 function tokenMatches(given: string | undefined, token: string): boolean {
@@ -37,6 +42,8 @@ function tokenMatches(given: string | undefined, token: string): boolean {
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
+    // Requests are logged by the hook below, with the token masked in the URL.
+    disableRequestLogging: true,
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, useDefaults: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -67,6 +74,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     const header = req.headers.authorization;
     const given = header?.startsWith('Bearer ') ? header.slice(7) : fromQuery;
     if (!tokenMatches(given, opts.token)) throw new ApiError(401, 'unauthorized', 'a valid bearer token is required (Authorization: Bearer …)');
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    req.log.info({ method: req.method, url: redactUrl(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown; validationContext?: string; code?: string }, req, reply) => {
