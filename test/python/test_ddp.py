@@ -12,18 +12,15 @@ rank normalises with its shard's statistics. The test therefore checks honest eq
 All use two steps, so SGD momentum and weight decay enter too. Also: with a
 Partial FC head each rank keeps its own block of class centres.
 """
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ddp_common import GLOBAL_BATCHES, make_trainer
+from ranks import run_ranks
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
 
 
 def single_process(mode: str, grad_accum: int) -> dict[str, torch.Tensor]:
@@ -39,10 +36,7 @@ def max_diff(a: dict, b: dict) -> float:
 
 
 def test_two_rank_steps_equal_single_process_steps(tmp_path):
-    env = dict(os.environ, PYTHONPATH=f"{REPO / 'python'}:{HERE}", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           str(HERE / "ddp_step_ranks.py"), str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_ranks(HERE / "ddp_step_ranks.py", tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     torch.set_num_threads(1)
     initial = {k: v.detach().clone() for k, v in make_trainer("frozen_bn").method.named_parameters()}
@@ -69,10 +63,7 @@ def test_two_rank_steps_equal_single_process_steps(tmp_path):
 def test_ranks_agree_to_stop_when_only_one_has_heard_the_stop(tmp_path):
     import json
 
-    env = dict(os.environ, PYTHONPATH=f"{REPO / 'python'}:{HERE}", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           str(HERE / "ddp_stop_ranks.py"), str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    proc = run_ranks(HERE / "ddp_stop_ranks.py", tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads((tmp_path / f"stop-rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["last_step"] for r in results] == [5, 5]
@@ -84,10 +75,7 @@ def test_resume_on_another_rank_count_continues_the_same_run(tmp_path):
     """2 ranks stop at step 3 with a checkpoint; one process resumes it with grad_accum 2 (its two
     micro-batches are the two ranks' shards, so BatchNorm sees the same statistics) and ends with
     the parameters of the uninterrupted 2-rank run."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE.parent.parent / "python"))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-           str(HERE / "resume_ranks.py"), str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    proc = run_ranks(HERE / "resume_ranks.py", tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     from dmfr.checkpoint import load_checkpoint
     from dmfr.trainer import Trainer, local_plans

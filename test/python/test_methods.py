@@ -17,36 +17,17 @@ from dmfr.methods.classify import Classify
 from dmfr.methods.disentangle import reconstruction_loss
 from dmfr.methods.filter import delta0_pairs
 from dmfr.methods.meta import meta_objective
+from tiny_data import BASE_CONFIG
 
 torch.set_num_threads(1)
 
-# ts/config/schema.ts defaults, section by section.
-SCHEMA_DEFAULTS = {
-    "name": "run",
-    "seed": 0,
-    "method": {"name": "real", "lambda_meta": 0.5, "meta_alpha": 0.1, "lambda_disen": 1, "disentangle_stage": 3,
-               "lambda_flt": 1, "filter_shared_classifier": False, "filter_detach_real": True,
-               "filter_trains_backbone": True, "kl_weight": 0.01, "url_groups": 16, "url_decorrelation": False},
-    "data": {"kind": "procedural", "generative": [], "image_size": 112, "skip_bad": False, "num_workers": 0,
-             "procedural": {"seed": 0, "identities": 64, "images_per_identity": 8, "generators": ["pose", "quality"],
-                            "fingerprint_strength": 1}},
-    "model": {"arch": "r18", "width": 1, "embedding_size": 512, "dropout": 0},
-    "head": {"type": "cosface", "s": 64, "m": 0.4, "m1": 1, "m2": 0, "m3": 0, "partial_fc_sample_rate": 1},
-    "optim": {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "no_bn_decay": False, "schedule": "step",
-              "milestones": [], "gamma": 0.1, "warmup_steps": 0, "clip_grad_norm": 5},
-    "train": {"steps": 100, "batch_size": 64, "nproc": 1, "amp": "none", "channels_last": False, "grad_accum": 1,
-              "log_every": 1, "checkpoint_every": 0, "keep_last": 3, "deterministic": False},
-    "sampler": {"kind": "real", "mix_ratio": [1, 1], "identity_balanced": False, "chunk_steps": 8, "credit": 4},
-    "runtime": {"device": "auto", "bind": "127.0.0.1", "heartbeat_s": 1, "rank_timeout_s": 60,
-                "controller_timeout_s": 15, "stop_grace_s": 10, "threads_per_rank": 0},
-}
 TINY = {"model": {"arch": "r_tiny", "width": 0.125, "embedding_size": 32}, "data": {"image_size": 32}}
 NUM_CLASSES = 10
 
 
 def make_config(name: str, **overrides) -> dict:
-    """Schema defaults + the tiny model + `overrides` ({"method": {...}, "head": {...}} or method keys)."""
-    config = copy.deepcopy(SCHEMA_DEFAULTS)
+    """Schema defaults (tiny_data.BASE_CONFIG) + the tiny model + `overrides` ({"method": {...}, "head": {...}} or method keys)."""
+    config = copy.deepcopy(BASE_CONFIG)
     sections = copy.deepcopy(TINY)
     for key, value in overrides.items():
         if isinstance(value, dict):

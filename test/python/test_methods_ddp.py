@@ -11,8 +11,6 @@ This file is also the worker torchrun launches (`python test_methods_ddp.py OUT_
 """
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_methods import NUM_CLASSES, make_config  # noqa: E402
+from ranks import run_ranks  # noqa: E402
 
 from dmfr.methods import Batch, build_method  # noqa: E402
 
@@ -112,10 +111,7 @@ def reference(label: str, name: str, overrides: dict) -> list[dict]:
 
 def test_ddp_step_equals_single_process(tmp_path):
     torch.set_num_threads(1)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    torchrun = Path(sys.executable).with_name("torchrun")
-    proc = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", __file__, str(tmp_path)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = run_ranks(__file__, tmp_path)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("[rank")]
     assert proc.returncode == 0, "\n".join(errors[-40:]) or proc.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]

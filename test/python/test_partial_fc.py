@@ -1,19 +1,15 @@
 """Partial FC on 2 real torchrun ranks (gloo, CPU) equals the full margin head."""
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from ranks import run_ranks
 
 HERE = Path(__file__).parent
 
 
 def test_partial_fc_two_ranks_equals_full_head():
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE.parent.parent / "python"))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-           str(HERE / "partial_fc_ranks.py")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    proc = run_ranks(HERE / "partial_fc_ranks.py")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "partial fc ok" in proc.stdout
 
@@ -36,10 +32,7 @@ def test_shard_range_covers_all_classes():
 
 
 def test_checkpoint_gathers_every_shard_and_resumes(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE.parent.parent / "python"))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-           str(HERE / "pfc_checkpoint_ranks.py"), str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    proc = run_ranks(HERE / "pfc_checkpoint_ranks.py", tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("pfc checkpoint ok") == 2
     import numpy as np

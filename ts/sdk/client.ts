@@ -1,6 +1,7 @@
 // A typed client of the dmfr HTTP API. Its types come from the same TypeBox schemas the server
 // validates with (ts/service/schemas.ts), so a field renamed on one side fails to compile here.
 import type { Static } from '@sinclair/typebox';
+import { TERMINAL, type State } from '../service/states.ts';
 import type { Checkpoint, CheckpointPolicy, CreateDataset, CreateEvaluation, CreateExperiment, Dataset, Evaluation, Experiment, MetricSeries } from '../service/schemas.ts';
 
 export type ExperimentInfo = Static<typeof Experiment>;
@@ -157,7 +158,7 @@ export class Client {
             last = event.id;
             failures = 0;
             yield event;
-            if (event.kind === 'state' && ['COMPLETED', 'CANCELED', 'ERROR'].includes(String(event.data.to))) return;
+            if (event.kind === 'state' && TERMINAL.has(event.data.to as State)) return;
           }
         }
       } catch (err) {
