@@ -87,3 +87,16 @@ describe('Store', () => {
     again.close();
   });
 });
+
+describe('schema versions', () => {
+  it('refuses a store written by a newer dmfr and leaves it as it was', async () => {
+    const { readFileSync } = await import('node:fs');
+    const file = join(mkdtempSync(join(tmpdir(), 'dmfr-newer-')), 'dmfr.sqlite');
+    const raw = new Database(file);
+    raw.pragma('user_version = 99');
+    raw.close();
+    const before = readFileSync(file);
+    expect(() => new Store(file)).toThrow(/written by a newer dmfr \(schema 99/);
+    expect(readFileSync(file).equals(before)).toBe(true);
+  });
+});

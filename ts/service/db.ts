@@ -1,7 +1,8 @@
 // The service's experiment store: SQLite (better-sqlite3, WAL) in the data directory.
-// Schema changes are numbered migrations applied in order inside a transaction; the applied
-// version is kept in `PRAGMA user_version`, so an older binary refuses a newer store.
-import Database from 'better-sqlite3';
+// Schema changes are numbered migrations (ts/store/sqlite.ts applies them; an older dmfr refuses a
+// newer store).
+import type Database from 'better-sqlite3';
+import { openDatabase } from '../store/sqlite.ts';
 import type { State } from './states.ts';
 
 const MIGRATIONS: string[] = [
@@ -68,7 +69,6 @@ const MIGRATIONS: string[] = [
    );`,
 ];
 
-export const SCHEMA_VERSION = MIGRATIONS.length;
 
 export interface ExperimentRow {
   id: string;
@@ -121,24 +121,7 @@ export class ServiceStore {
   readonly db: Database.Database;
 
   constructor(file: string) {
-    this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('foreign_keys = ON');
-    this.migrate();
-  }
-
-  private migrate(): void {
-    const current = this.db.pragma('user_version', { simple: true }) as number;
-    if (current > SCHEMA_VERSION) {
-      throw new Error(`the store was written by a newer dmfr (schema ${current}; this one knows ${SCHEMA_VERSION})`);
-    }
-    for (let v = current; v < SCHEMA_VERSION; v++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[v]!);
-        this.db.pragma(`user_version = ${v + 1}`);
-      })();
-    }
+    this.db = openDatabase(file, MIGRATIONS);
   }
 
   close(): void {

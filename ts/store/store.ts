@@ -1,10 +1,9 @@
 // Experiment state in SQLite (better-sqlite3, WAL): experiments, runs, state transitions and
 // per-step metrics. Metrics are buffered and written in one transaction per flush, not one per
 // value, so a fast run does not turn into thousands of fsyncs.
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { MIGRATIONS } from './migrations.ts';
+import { openDatabase } from './sqlite.ts';
 
 export type RunState = 'created' | 'starting' | 'running' | 'stopping' | 'completed' | 'failed' | 'canceled';
 export const TERMINAL_STATES: readonly RunState[] = ['completed', 'failed', 'canceled'];
@@ -42,27 +41,11 @@ export class Store {
   private pending: Array<[string, number, string, number | null]> = [];
 
   constructor(readonly path: string) {
-    mkdirSync(dirname(path), { recursive: true });
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('foreign_keys = ON');
-    this.db.pragma('busy_timeout = 5000');
-    this.migrate();
+    this.db = openDatabase(path, MIGRATIONS);
   }
 
   get schemaVersion(): number {
     return this.db.pragma('user_version', { simple: true }) as number;
-  }
-
-  private migrate(): void {
-    const from = this.schemaVersion;
-    for (let v = from; v < MIGRATIONS.length; v++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[v]!);
-        this.db.pragma(`user_version = ${v + 1}`);
-      })();
-    }
   }
 
   createExperiment(id: string, name: string, config: unknown): void {
