@@ -23,7 +23,7 @@ function setup(token?: string) {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'dmfr-api-'));
   const store = new ServiceStore(path.join(dataDir, 'dmfr.sqlite'));
   const artifacts = new ArtifactStore(store.db);
-  const bus = new EventBus(store);
+  const bus = new EventBus();
   const supervisor = new Supervisor(store, bus, new DeviceScheduler('cpu', 1), controllerLauncher(silent), dataDir, silent);
   const context = { store, artifacts, bus, supervisor, dataDir, pythonJson: runPythonJson };
   return { dataDir, store, bus, context, app: buildApp({ context, token }) };
@@ -180,9 +180,9 @@ describe('HTTP API', () => {
     const reader = res.body!.getReader();
     // Live events after connecting: published through the bus as the supervisor does.
     setTimeout(() => {
-      t.bus.publish('live-1', t.store.recordMetrics('live-1', 0, { loss: 2.5 }));
-      t.bus.publish('live-1', t.store.transition('live-1', 'QUEUED', 'STOPPING_CANCELED'));
-      t.bus.publish('live-1', t.store.transition('live-1', 'STOPPING_CANCELED', 'CANCELED'));
+      t.bus.publish(t.store.recordMetrics('live-1', 0, { loss: 2.5 }));
+      t.bus.publish(t.store.transition('live-1', 'QUEUED', 'STOPPING_CANCELED'));
+      t.bus.publish(t.store.transition('live-1', 'STOPPING_CANCELED', 'CANCELED'));
     }, 100);
     let text = '';
     for (;;) {

@@ -168,8 +168,8 @@ export class ServiceStore {
     return { items: rows.map((r) => parseExperiment(r)!), total };
   }
 
-  /** Persist a state transition and its event in one transaction; returns the event id. */
-  transition(id: string, from: State, to: State, fields: { cause?: string | null; summary?: unknown; devices?: number[] | null; pid?: number | null } = {}): number {
+  /** Persist a state transition and its event in one transaction; returns the event. */
+  transition(id: string, from: State, to: State, fields: { cause?: string | null; summary?: unknown; devices?: number[] | null; pid?: number | null } = {}): EventRow {
     return this.db.transaction(() => {
       const sets = ['state = ?', 'updated_at = ?'];
       const args: unknown[] = [to, now()];
@@ -197,15 +197,15 @@ export class ServiceStore {
     return this.getExperiment(id)!.restarts;
   }
 
-  appendEvent(experimentId: string, kind: EventRow['kind'], data: Record<string, unknown>): number {
-    return Number(
-      this.db.prepare('INSERT INTO events (experiment_id, kind, data, at) VALUES (?, ?, ?, ?)').run(experimentId, kind, JSON.stringify(data), now())
-        .lastInsertRowid,
-    );
+  /** Append one event; returns it as stored (for the live bus), without reading it back. */
+  appendEvent(experimentId: string, kind: EventRow['kind'], data: Record<string, unknown>): EventRow {
+    const at = now();
+    const id = Number(this.db.prepare('INSERT INTO events (experiment_id, kind, data, at) VALUES (?, ?, ?, ?)').run(experimentId, kind, JSON.stringify(data), at).lastInsertRowid);
+    return { id, experiment_id: experimentId, kind, data, at };
   }
 
-  /** Record one step's metrics (and its event) in one transaction; returns the event id. */
-  recordMetrics(experimentId: string, step: number, values: Record<string, number>): number {
+  /** Record one step's metrics (and its event) in one transaction; returns the event. */
+  recordMetrics(experimentId: string, step: number, values: Record<string, number>): EventRow {
     return this.db.transaction(() => {
       const put = this.db.prepare('INSERT OR REPLACE INTO metrics (experiment_id, step, name, value) VALUES (?, ?, ?, ?)');
       for (const [name, value] of Object.entries(values)) if (Number.isFinite(value)) put.run(experimentId, step, name, value);
@@ -236,7 +236,7 @@ export class ServiceStore {
     return out;
   }
 
-  addCheckpoint(experimentId: string, c: { step: number; path: string; bytes: number; metric?: number | null }): number {
+  addCheckpoint(experimentId: string, c: { step: number; path: string; bytes: number; metric?: number | null }): EventRow {
     return this.db.transaction(() => {
       this.db
         .prepare('INSERT OR REPLACE INTO checkpoints (experiment_id, step, path, bytes, metric, created_at) VALUES (?, ?, ?, ?, ?, ?)')
@@ -258,10 +258,6 @@ export class ServiceStore {
       for (const t of ['events', 'metrics', 'checkpoints', 'evaluations']) this.db.prepare(`DELETE FROM ${t} WHERE experiment_id = ?`).run(id);
       this.db.prepare('DELETE FROM experiments WHERE id = ?').run(id);
     })();
-  }
-
-  lastEventId(): number {
-    return (this.db.prepare('SELECT COALESCE(MAX(id), 0) AS id FROM events').get() as { id: number }).id;
   }
 }
 

@@ -63,7 +63,7 @@ export async function createService(opts: ServiceOptions): Promise<Service> {
   const log = opts.logger ?? pino({ level: process.env.DMFR_LOG_LEVEL ?? 'info', redact: REDACT }, pino.destination(2));
   const store = new ServiceStore(path.join(dataDir, 'dmfr.sqlite'));
   const artifacts = new ArtifactStore(store.db);
-  const bus = new EventBus(store);
+  const bus = new EventBus();
   const gpus = opts.gpus ?? countGpus();
   const scheduler = gpus > 0 ? new DeviceScheduler('cuda', gpus) : new DeviceScheduler('cpu', opts.cpuSlots ?? availableParallelism());
   const supervisor = new Supervisor(store, bus, scheduler, opts.launcher ?? controllerLauncher(log), dataDir, log);

@@ -53,8 +53,7 @@ export class Supervisor {
   }
 
   private move(id: string, from: State, to: State, fields: Parameters<ServiceStore['transition']>[3] = {}): void {
-    const eventId = this.store.transition(id, from, to, fields);
-    this.bus.publish(id, eventId);
+    this.bus.publish(this.store.transition(id, from, to, fields));
     this.log.info({ experiment: id, from, to, cause: fields.cause }, 'state');
   }
 
@@ -64,7 +63,7 @@ export class Supervisor {
 
   create(req: CreateRequest): ExperimentRow {
     const row = this.store.createExperiment({ ...req, runDir: this.runDir(req.id) });
-    this.bus.publish(req.id, this.store.lastEventId());
+    this.bus.publish(this.store.eventsAfter(req.id, 0, 1)[0]!); // QUEUED
     this.scheduler.enqueue(req.id, req.nproc, req.priority);
     this.pump();
     return this.get(req.id);
@@ -100,9 +99,9 @@ export class Supervisor {
             const cur = this.get(id);
             if (cur.state === 'STARTING') this.move(id, 'STARTING', 'RUNNING', { pid: pid ?? null });
           },
-          onMetrics: (step, values) => this.bus.publish(id, this.store.recordMetrics(id, step, values)),
+          onMetrics: (step, values) => this.bus.publish(this.store.recordMetrics(id, step, values)),
           onCheckpoint: (c) => {
-            this.bus.publish(id, this.store.addCheckpoint(id, c));
+            this.bus.publish(this.store.addCheckpoint(id, c));
             this.applyRetention(id);
           },
         },
