@@ -32,7 +32,13 @@ fi
 
 if [ ! -x .venv/bin/python ]; then
   if "$py" -c 'import torch' >/dev/null 2>&1; then
-    log "keeping the host's torch $("$py" -c 'import torch; print(torch.__version__)')"
+    host_torch=$("$py" -c 'import torch; print(torch.__version__)')
+    # requirements.txt says torch>=2.4: pip would otherwise quietly put a PyPI torch over it
+    if ! "$py" -c 'import sys, torch; sys.exit(tuple(map(int, torch.__version__.split("+")[0].split(".")[:2])) < (2, 4))'; then
+      log "the host's torch $host_torch is older than 2.4, which dmfr needs; upgrade it, or set DMFR_BASE_PYTHON to a python without torch to get torch==2.13.0 (CPU)"
+      exit 1
+    fi
+    log "keeping the host's torch $host_torch"
     "$py" -m venv --system-site-packages .venv
   else
     "$py" -m venv .venv

@@ -12,6 +12,7 @@ plain torch.save; this is what lets dmfr resume exactly from any step.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -120,13 +121,56 @@ def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
 
 # torch.load(weights_only=True) admits tensors and builtins; the RNG states a trainer stores
 # (numpy's legacy state tuple holds a uint32 array) also need numpy arrays and dtypes.
+_RECONSTRUCT_NAMES = ("numpy.core.multiarray._reconstruct",  # as numpy 1.x pickles it
+                      "numpy._core.multiarray._reconstruct")  # as numpy 2.x does
+
+
+def _torch_at_least(major: int, minor: int) -> bool:
+    try:
+        return tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) >= (major, minor)
+    except ValueError:
+        return True
+
+
+def _named(fn: Callable, full_name: str) -> Any:
+    """`fn` allowlisted under `full_name`: torch >= 2.6 takes (fn, name) tuples; before, the
+    allowlist is keyed by `__module__.__qualname__`, so a forwarding function carries the name."""
+    if _torch_at_least(2, 6):
+        return fn, full_name
+
+    def alias(*args):
+        return fn(*args)
+
+    alias.__module__, alias.__name__ = full_name.rsplit(".", 1)
+    alias.__qualname__ = alias.__name__
+    return alias
+
+
 def _numpy_safe_globals() -> list:
     core = np._core if hasattr(np, "_core") else np.core  # numpy 2 renamed np.core
     reconstruct = core.multiarray._reconstruct
-    names = ["UInt32DType", "UInt64DType", "Int64DType", "Int32DType", "Float64DType", "Float32DType",
-             "UInt8DType", "BoolDType"]
-    dtypes = [getattr(np.dtypes, n) for n in names if hasattr(getattr(np, "dtypes", None), n)]
-    return [reconstruct, np.ndarray, np.dtype, *dtypes]
+    # BUILD checks a dtype's class (numpy.dtypes.UInt32DType, ...); type(np.dtype(x)) names it on
+    # every numpy (numpy.dtypes appeared in 1.25).
+    dtypes = [type(np.dtype(t)) for t in (np.uint32, np.uint64, np.int64, np.int32, np.float64, np.float32,
+                                          np.uint8, np.bool_)]
+    # Both spellings of _reconstruct, so a checkpoint written under numpy 1.x loads under 2.x and back.
+    return [*(_named(reconstruct, name) for name in _RECONSTRUCT_NAMES), np.ndarray, np.dtype, *dtypes]
+
+
+@contextlib.contextmanager
+def _safe_globals(allowed: list):
+    serialization = torch.serialization
+    if hasattr(serialization, "safe_globals"):  # torch >= 2.5
+        with serialization.safe_globals(allowed):
+            yield
+        return
+    before = list(serialization.get_safe_globals())  # torch 2.4: only the process-wide allowlist
+    serialization.add_safe_globals(allowed)
+    try:
+        yield
+    finally:
+        serialization.clear_safe_globals()
+        serialization.add_safe_globals(before)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -139,7 +183,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise DmfrError(f"{path}: no such checkpoint file")
     try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
+        with _safe_globals(_numpy_safe_globals()):
             state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError,
             AttributeError, ImportError, KeyError, IndexError) as exc:

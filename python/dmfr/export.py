@@ -2,10 +2,12 @@
 
 Input `images` float32 [N, 3, S, S] normalised as in training ((x/255 − 0.5)/0.5, RGB); output
 `features` float32 [N, D], unnormalised; the batch axis is dynamic. The TorchScript-based exporter
-(`dynamo=False`) is used: it needs only the `onnx` package.
+(`dynamo=False`, the default before torch 2.9; torch 2.4 has no `dynamo` argument and only this
+exporter) is used: it needs only the `onnx` package.
 """
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from pathlib import Path
@@ -37,9 +39,11 @@ def export_onnx(ckpt: str | os.PathLike, out: str | os.PathLike, opset: int = 17
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     example = torch.zeros(2, 3, size, size)
+    # torch >= 2.9 defaults to the dynamo exporter (needs onnxscript); 2.4 lacks the argument.
+    legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter announces its future
-        torch.onnx.export(module, (example,), str(tmp), dynamo=False, input_names=["images"],
+        torch.onnx.export(module, (example,), str(tmp), **legacy, input_names=["images"],
                           output_names=["features"], opset_version=opset,
                           dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}})
     os.replace(tmp, out)

@@ -29,6 +29,10 @@ def margin_logits(cosine: torch.Tensor, labels: torch.Tensor, kind: str, s: floa
         m1, m2, m3 = 1.0, 0.0, m
     elif kind != "combined":
         raise ValueError(f"unknown margin head {kind!r}")
+    if cosine.dtype in (torch.float16, torch.bfloat16):
+        # CUDA autocast: margin and softmax in float32, as arcface_torch (`logits.float()`); in half
+        # precision the acos clamp below rounds to ±1 and its gradient becomes infinite.
+        cosine = cosine.float()
     cosine = cosine.clamp(-1, 1)  # arcface_torch clamps before the margin
     index = torch.where(labels != -1)[0]
     cols = labels[index]

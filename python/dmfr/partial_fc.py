@@ -116,8 +116,9 @@ class PartialFC(nn.Module):
 
     def forward(self, local_embeddings: torch.Tensor, local_labels: torch.Tensor) -> torch.Tensor:
         embeddings = _GatherWithGrad.apply(local_embeddings.float())
+        local_labels = local_labels.long().contiguous()  # all_gather needs matching dtypes
         parts = [torch.empty_like(local_labels) for _ in range(self.world_size)]
-        dist.all_gather(parts, local_labels.long().contiguous())
+        dist.all_gather(parts, local_labels)
         labels = torch.cat(parts)
         mine = (labels >= self.class_start) & (labels < self.class_start + self.num_local)
         local = torch.where(mine, labels - self.class_start, torch.full_like(labels, -1))
@@ -161,3 +162,51 @@ def sharded_parameter_names(module: nn.Module) -> list[str]:
     `DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, names)`."""
     return [f"{prefix}.weight" if prefix else "weight" for prefix, sub in module.named_modules()
             if isinstance(sub, PartialFC)]
+
+
+# Each rank's centres are its own, so anything computed from "all gradients" must combine the
+# ranks' shards, or ranks decide differently and the replicated parameters drift apart.
+# (arcface_torch clips the backbone alone and lets each rank's GradScaler judge its own shard.)
+
+def _collective_device(tensor: torch.Tensor) -> torch.device:
+    return tensor.device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+@torch.no_grad()
+def clip_grad_norm_sharded_(replicated: list[nn.Parameter], sharded: list[nn.Parameter],
+                            max_norm: float) -> torch.Tensor:
+    """`clip_grad_norm_` over the whole model: the replicated gradients (equal on every rank after
+    DDP's all-reduce) plus every rank's shard of centres (squared norms summed over ranks). Every
+    rank gets the same norm and scales by the same factor. Returns the total norm."""
+    rep = [p.grad for p in replicated if p.grad is not None]
+    own = [p.grad for p in sharded if p.grad is not None]
+    anchor = (rep or own)[0]
+
+    def squared(grads):
+        if not grads:
+            return torch.zeros((), device=anchor.device)
+        return torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]).pow(2).sum()
+
+    shard_sq = squared(own).to(_collective_device(anchor))
+    dist.all_reduce(shard_sq)
+    total = (squared(rep) + shard_sq.to(anchor.device)).sqrt()
+    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for g in rep + own:
+        g.mul_(scale.to(g.dtype))
+    return total
+
+
+@torch.no_grad()
+def share_overflow_(sharded: list[nn.Parameter]) -> None:
+    """Before GradScaler.unscale_: when any rank's centre gradients hold inf/NaN, put an inf in
+    this rank's too, so every rank's scaler skips the step (and backs off) together. Needs no
+    read-back to the host: the flag stays a tensor."""
+    own = [p.grad for p in sharded if p.grad is not None]
+    anchor = own[0] if own else sharded[0]
+    bad = torch.zeros(1, device=anchor.device)
+    for g in own:
+        bad = torch.maximum(bad, (~torch.isfinite(g)).any().float().reshape(1))
+    flag = bad.to(_collective_device(anchor))
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    if own:
+        own[0].masked_fill_(flag.to(own[0].device).bool().reshape(()), float("inf"))

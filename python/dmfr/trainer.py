@@ -4,8 +4,8 @@
 in-process (`local_plans`, `dmfr.worker --local-plans`) — so both paths train identically.
 Per step: load the shard's images, flip a seeded half horizontally, forward the Method (wrapped in
 DDP), backward over `train.grad_accum` micro-batches (no_sync on all but the last), clip the
-gradient norm (arcface_torch: 5), optimizer and LR-scheduler step. AMP on CUDA: fp16 with a
-GradScaler, bf16 without (arcface_torch uses fp16 + GradScaler).
+gradient norm (arcface_torch: 5), optimizer and LR-scheduler step. AMP (`train.amp`) on any
+device: fp16 with a GradScaler, bf16 without (arcface_torch uses fp16 + GradScaler).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import logging
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -27,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from dmfr.errors import ConfigError
 from dmfr.methods import Batch, build_method
 from dmfr.optim import build_optimizer, build_scheduler
+from dmfr.partial_fc import clip_grad_norm_sharded_, share_overflow_, sharded_parameter_names
 
 log = logging.getLogger("dmfr.trainer")
 
@@ -139,7 +141,9 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # per device; a host with fewer GPUs than the one that saved it restores those it has
+        for index, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
 
 
 class Trainer:
@@ -154,13 +158,25 @@ class Trainer:
         self.grad_accum = train.get("grad_accum", 1)
         self.log_every = train.get("log_every", 1)
         self.checkpoint_every = train.get("checkpoint_every", 0)
-        self.clip = config["optim"].get("clip_grad_norm", 0)
-        self.channels_last = bool(train.get("channels_last")) and self.device.type == "cuda"
+        self.clip = config["optim"].get("clip_grad_norm", 5)  # arcface_torch clips at 5, as the schema default
+        # AMP and channels_last follow the device rather than being CUDA-only: CPU autocast takes
+        # bf16 and fp16 and GradScaler("cpu") exists (torch >= 2.3), which is also how the tests
+        # run these paths without a GPU. A combination torch cannot do is an error, not float32.
+        self.channels_last = bool(train.get("channels_last"))
         amp = train.get("amp", "none")
-        if amp != "none" and self.device.type != "cuda":
-            log.warning("train.amp=%s applies on CUDA only; training in float32 on %s", amp, self.device)
-            amp = "none"
         self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(amp)
+        if self.amp_dtype is not None:
+            # torch warns and disables autocast for a dtype the device lacks (CUDA bf16 raises).
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    with torch.autocast(self.device.type, dtype=self.amp_dtype):
+                        supported = torch.is_autocast_enabled(self.device.type)
+                except RuntimeError:
+                    supported = False
+            if not supported:
+                raise ConfigError(f"train.amp={amp}: torch {torch.__version__} has no {amp} autocast on "
+                                  f"{self.device}; use train.amp=none or another dtype")
 
         # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
         torch.manual_seed(config["seed"])
@@ -178,11 +194,15 @@ class Trainer:
             self.method = self.method.to(memory_format=torch.channels_last)
         self.method.train()
         self.model: nn.Module = self.method
+        # Partial FC's class centres (each rank its own block; empty otherwise): DDP must neither
+        # broadcast nor average them, and clipping and fp16 overflow checks must see all ranks'.
+        self._sharded: list[nn.Parameter] = []
+        self._replicated = list(self.method.parameters())
         if dist.is_available() and dist.is_initialized() and world_size > 1:
-            from dmfr.partial_fc import sharded_parameter_names
-
-            # Partial FC's class centres differ per rank: DDP must neither broadcast nor average them.
             sharded = sharded_parameter_names(self.method)
+            params = dict(self.method.named_parameters())
+            self._sharded = [params[name] for name in sharded]
+            self._replicated = [p for name, p in params.items() if name not in sharded]
             if sharded:
                 DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.method, sharded)
             # arcface_torch's settings: 16 MB buckets, no buffer broadcast before every forward
@@ -193,7 +213,7 @@ class Trainer:
                 find_unused_parameters=getattr(self.method, "find_unused_parameters", False))
         self.optimizer = build_optimizer(config, self.method)
         self.scheduler = build_scheduler(config, self.optimizer)
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
         self.next_step = 0
         self._agree_group = None
 
@@ -262,9 +282,14 @@ class Trainer:
                 v = value.detach().float() / self.grad_accum
                 totals[name] = totals[name] + v if name in totals else v
         if self.scaler:
+            if self._sharded:
+                share_overflow_(self._sharded)
             self.scaler.unscale_(self.optimizer)
         if self.clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.clip)
+            if self._sharded:
+                clip_grad_norm_sharded_(self._replicated, self._sharded, self.clip)
+            else:
+                torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.clip)
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()

@@ -295,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rank = int(os.environ.get("RANK", 0))
     level = os.environ.get("DMFR_LOG_LEVEL", "info").upper()  # shared with the TypeScript side (pino: lower case)
-    logging.basicConfig(level=level if level in logging.getLevelNamesMapping() else "INFO",
+    known = isinstance(logging.getLevelName(level), int)  # (getLevelNamesMapping needs Python 3.11)
+    logging.basicConfig(level=level if known else "INFO",
                         format=f"%(asctime)s rank{rank} %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:

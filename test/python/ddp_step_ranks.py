@@ -36,6 +36,21 @@ def main() -> None:
     torch.save({"before": before, "after": trainer.method.head.weight.detach().clone(),
                 "backbone": {k: v.detach().clone() for k, v in trainer.method.backbone.named_parameters()}},
                os.path.join(out, f"partial_fc-rank{rank}.pt"))
+    # Clipping by the whole model's norm (the centres' share summed over ranks): one factor for all.
+    trainer = make_trainer("partial_fc", rank, world, clip=0.05)
+    trainer.train_step(0, batch[rank * shard:(rank + 1) * shard], torch.zeros(shard, dtype=torch.int16).numpy())
+    torch.save({k: v.detach().clone() for k, v in trainer.method.backbone.named_parameters()},
+               os.path.join(out, f"partial_fc_clip-rank{rank}.pt"))
+    # fp16: an overflow in rank 0's own centres alone must make both ranks skip the step.
+    trainer = make_trainer("partial_fc", rank, world, amp="fp16")
+    trainer.scaler.load_state_dict({**trainer.scaler.state_dict(), "scale": 1.0})  # no overflow of its own
+    if rank == 0:
+        trainer.method.head.weight.register_hook(lambda g: g * float("inf"))
+    before = {k: v.detach().clone() for k, v in trainer.method.backbone.named_parameters()}
+    trainer.train_step(0, batch[rank * shard:(rank + 1) * shard], torch.zeros(shard, dtype=torch.int16).numpy())
+    torch.save({"before": before, "scale": trainer.scaler.get_scale(),
+                "after": {k: v.detach().clone() for k, v in trainer.method.backbone.named_parameters()}},
+               os.path.join(out, f"partial_fc_fp16-rank{rank}.pt"))
     dist.destroy_process_group()
 
 

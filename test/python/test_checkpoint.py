@@ -101,3 +101,47 @@ def test_corrupt_index_is_named(tmp_path):
     (tmp_path / "checkpoints.json").write_text("{not json")
     with pytest.raises(DmfrError, match="checkpoints.json: not a valid checkpoint index"):
         save_checkpoint(tmp_path, 1, training_state(1), keep_last=1)
+
+
+def _save_as_other_numpy(state, path):
+    """torch.save with numpy arrays pickled under the other numpy major's module name
+    (numpy 1.x writes numpy.core.multiarray._reconstruct, numpy 2.x numpy._core.multiarray...)."""
+    import pickle
+    import types
+
+    reconstruct = (np._core if hasattr(np, "_core") else np.core).multiarray._reconstruct
+    other = b"numpy.core.multiarray" if reconstruct.__module__.startswith("numpy._core") else b"numpy._core.multiarray"
+
+    class Pickler(pickle._Pickler):
+        def save_global(self, obj, name=None):
+            if obj is reconstruct:
+                self.write(pickle.GLOBAL + other + b"\n_reconstruct\n")
+                self.memoize(obj)
+                return
+            super().save_global(obj, name)
+
+    torch.save(state, path, pickle_module=types.SimpleNamespace(__name__="other_numpy_pickle", Pickler=Pickler))
+    return other.decode()
+
+
+@pytest.mark.parametrize("torch_has_tuple_allowlist", [True, False])
+def test_loads_a_checkpoint_written_under_the_other_numpy_major(tmp_path, monkeypatch, torch_has_tuple_allowlist):
+    # A run saved on a numpy 1.x host must resume / embed on a numpy 2.x host and back; torch < 2.6
+    # (no (fn, name) allowlist entries) takes the forwarding-function path.
+    monkeypatch.setattr(ckpt, "_torch_at_least", lambda major, minor: torch_has_tuple_allowlist)
+    state = training_state(3)
+    path = tmp_path / "other.pt"
+    module = _save_as_other_numpy(state, path)
+    assert f"{module}._reconstruct" in torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    loaded = load_checkpoint(path)
+    assert loaded["rng"]["numpy"][1].dtype == np.uint32
+    np.testing.assert_array_equal(loaded["rng"]["numpy"][1], state["rng"]["numpy"][1])
+
+
+def test_loads_without_the_safe_globals_context_manager(tmp_path, monkeypatch):
+    # torch 2.4 has add_safe_globals but not safe_globals (2.5): the allowlist is restored after.
+    monkeypatch.delattr(torch.serialization, "safe_globals")
+    before = list(torch.serialization.get_safe_globals())
+    path = save_checkpoint(tmp_path, 1, training_state(1), keep_last=1)
+    assert load_checkpoint(path)["rng"]["numpy"][1].dtype == np.uint32
+    assert list(torch.serialization.get_safe_globals()) == before

@@ -10,7 +10,8 @@ rank normalises with its shard's statistics. The test therefore checks honest eq
   batch split into the same two micro-batches (train.grad_accum = 2), which is what DDP computes.
 - ghost_bn_accum: as ghost_bn with train.grad_accum = 2 on each rank (DDP's no_sync path).
 All use two steps, so SGD momentum and weight decay enter too. Also: with a
-Partial FC head each rank keeps its own block of class centres.
+Partial FC head each rank keeps its own block of class centres, and gradient clipping and fp16
+overflow skips are decided for all ranks alike.
 """
 from pathlib import Path
 
@@ -56,6 +57,16 @@ def test_two_rank_steps_equal_single_process_steps(tmp_path):
     assert max_diff(pfc[0]["backbone"], pfc[1]["backbone"]) == 0.0
     assert all(not torch.equal(p["before"], p["after"]) for p in pfc)
     assert not torch.equal(pfc[0]["after"], pfc[1]["after"])
+    # Clipping with Partial FC: one norm over the replicated gradients and both ranks' centres,
+    # so the backbone stays replicated; the clip was active (the step differs from unclipped).
+    clipped = [torch.load(tmp_path / f"partial_fc_clip-rank{r}.pt") for r in (0, 1)]
+    assert max_diff(clipped[0], clipped[1]) == 0.0, "Partial FC + clipping: ranks diverged"
+    assert max_diff(clipped[0], pfc[0]["backbone"]) > 1e-6
+    # fp16 with Partial FC: only rank 0's centres overflowed, and both ranks skipped and backed off.
+    fp16 = [torch.load(tmp_path / f"partial_fc_fp16-rank{r}.pt") for r in (0, 1)]
+    for r, result in enumerate(fp16):
+        assert max_diff(result["before"], result["after"]) == 0.0, f"rank {r} stepped despite rank 0's overflow"
+        assert result["scale"] == 0.5, r
     # The two BatchNorm modes are really different computations: the check would notice a mix-up.
     assert max_diff(single_process("frozen_bn", 1), single_process("ghost_bn", 2)) > 1e-4
 

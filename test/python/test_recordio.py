@@ -119,6 +119,39 @@ def test_hand_built_split_records_and_array_labels_im2rec_layout(tmp_path):
         R.RecordFile(ds_rec)
 
 
+def test_issue_framing_30_bit_length_is_read_too(tmp_path):
+    """The engine issue described magic 0x3ED7230A with a 2-bit flag above a 30-bit length;
+    files hand-built that way read exactly like dmlc's, split records included."""
+    alt = 0x3ED7230A
+    mb = struct.pack("<I", alt)
+
+    def alt_frame(cflag, data):
+        return struct.pack("<II", alt, cflag << 30 | len(data)) + data + b"\0" * (-len(data) % 4)
+
+    imgs = [png(40 + i) for i in range(3)]
+    img0 = ir(0.0, imgs[0][0], 1)
+    cut = 24  # split after the IRHeader, as a writer meeting the magic word there would
+    records = [(0, alt_frame(0, ir([4.0, 6.0], b"", 0, 1))),
+               (1, alt_frame(1, img0[:cut]) + alt_frame(3, img0[cut:])),
+               (2, alt_frame(0, ir(0.0, imgs[1][0], 2))), (3, alt_frame(0, ir([1.0], imgs[2][0], 3))),
+               (4, alt_frame(0, ir([1.0, 3.0], b"", 4))), (5, alt_frame(0, ir([3.0, 4.0], b"", 5)))]
+    rec, offsets = write_file(tmp_path, "alt", records)
+    assert R.RecordFile(rec).read(1) == img0[:cut] + mb + img0[cut:]
+    os.remove(tmp_path / "alt.idx")
+    rf = R.RecordFile(rec)  # scanning without .idx uses the 30-bit lengths to find each next record
+    assert rf.offsets.tolist() == [offsets[k] for k in range(6)]
+    ds = R.RecordDataset(rec)
+    assert ds.layout.kind == "insightface" and ds.labels.tolist() == [0, 0, 1]
+    assert np.array_equal(ds.read(1), imgs[1][1]) and np.array_equal(ds.read(2), imgs[2][1])
+
+    # one record may not mix the two framings
+    mixed = struct.pack("<II", MAGIC, 1 << 29 | 24) + img0[:24] + alt_frame(3, img0[24:])
+    rec, _ = write_file(tmp_path, "mixed", [(0, mixed)])
+    with pytest.raises(DataError, match=r"mixed.rec: frame at byte offset 32 has magic 0x3ed7230a, "
+                                        r"but the record it continues \(byte offset 0\) began with 0xced7230a"):
+        R.RecordFile(rec).read(0)
+
+
 def test_writer_splits_at_aligned_magic_and_reader_rejoins():
     mb = struct.pack("<I", MAGIC)
     payload = mb + b"abcd" + mb + mb + b"xyzq" + mb + b"tail!"  # magic at 0, 8, 12, 20

@@ -12,9 +12,11 @@ import torch
 
 from dmfr.data.base import DomainInfo
 
-# ts/config/schema.ts defaults, shrunk to a CPU-sized model.
+# ts/config/schema.ts defaults (as `loadConfig()` resolves them), shrunk to a CPU-sized model.
+# test/ts/python-defaults.test.ts checks it against the schema: same keys everywhere, same values
+# except the fields in its SHRUNK allow-list. Add a new schema field here with its default.
 BASE_CONFIG = {
-    "name": "test", "seed": 0,
+    "name": "run", "seed": 0,
     "method": {"name": "real", "lambda_meta": 0.5, "meta_alpha": 0.1, "lambda_disen": 1, "disentangle_stage": 3,
                "lambda_flt": 1, "filter_shared_classifier": False, "filter_detach_real": True,
                "filter_trains_backbone": True, "kl_weight": 0.01, "url_groups": 16, "url_decorrelation": False},
@@ -25,7 +27,7 @@ BASE_CONFIG = {
     "model": {"arch": "r_tiny", "width": 0.125, "embedding_size": 32, "dropout": 0},
     "head": {"type": "cosface", "s": 64, "m": 0.4, "m1": 1, "m2": 0, "m3": 0, "straight_through": False,
              "partial_fc_sample_rate": 1},
-    "optim": {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "no_bn_decay": False, "schedule": "constant",
+    "optim": {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "no_bn_decay": False, "schedule": "step",
               "milestones": [], "gamma": 0.1, "warmup_steps": 0, "clip_grad_norm": 5},
     "train": {"steps": 10, "batch_size": 16, "nproc": 1, "amp": "none", "channels_last": False, "grad_accum": 1,
               "log_every": 1, "checkpoint_every": 0, "keep_last": 3, "deterministic": False},

@@ -185,6 +185,28 @@ describe.skipIf(!HAVE_PYTHON)('dmfr serve end to end', () => {
     expect(live.states()).toEqual(['QUEUED', 'STARTING', 'RUNNING', 'PAUSING', 'PAUSED', 'RESUMING', 'STARTING', 'RUNNING', 'STOPPING_CANCELED', 'CANCELED']);
   });
 
+  it('books only node 0\'s ranks for a two-node experiment and announces the join command', async () => {
+    const { url } = await startServer(); // 2 CPU slots
+    const client = new Client(url);
+    const exp = await client.createExperiment({ preset: 'quick', steps: 20, nproc: 2, set: [...TINY, 'runtime.nnodes=2'], name: 'two-nodes' });
+    const live = collect(client, exp.id);
+    await live.until(() => live.events.some((e) => e.kind === 'log' && e.data.join_file), 120_000, 'the join announcement');
+    const announced = live.events.find((e) => e.kind === 'log')!;
+    expect(announced.data.message).toMatch(/waiting for 1 more node\(s\); on node K \(1 … 1\) run: dmfr join .*join\.json --node-rank K/);
+    expect((await client.getExperiment(exp.id)).devices).toHaveLength(1); // one rank per node: one slot here
+    // The other slot stays free: a one-rank experiment runs to completion while node 1 is missing.
+    const other = await client.createExperiment({ preset: 'quick', steps: 5, nproc: 1, set: TINY, name: 'alongside' });
+    const otherLive = collect(client, other.id);
+    await otherLive.done;
+    expect(otherLive.states().at(-1)).toBe('COMPLETED');
+    const node1 = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/dmfr.js'), 'join', String(announced.data.join_file), '--node-rank', '1'], { stdio: 'ignore' });
+    const joined = new Promise<number | null>((resolve) => node1.once('exit', resolve));
+    await live.done;
+    expect(live.states().at(-1)).toBe('COMPLETED');
+    expect(live.events.filter((e) => e.kind === 'metrics').map((e) => e.data.step)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect(await joined).toBe(0);
+  });
+
   it('reconciles the store when the service is SIGKILLed and started again', async () => {
     const first = await startServer();
     const exp = await new Client(first.url).createExperiment({ preset: 'quick', steps: 2000, set: TINY, name: 'service-kill' });

@@ -10,7 +10,7 @@ export const EXP_USAGE = `usage: dmfr exp VERB [ARGS] [--server URL] [--token T]
          [--name NAME] [--priority N] [--max-restarts N] [--follow]
   list [--state STATE]
   get ID | stop ID | pause ID | resume ID | restart ID
-  logs ID [--follow]        events (states, metrics, checkpoints); --follow waits for the end
+  logs ID [--follow]        events (states, metrics, checkpoints, logs); --follow waits for the end
   --server defaults to $DMFR_SERVER or http://127.0.0.1:8080; --token to $DMFR_TOKEN.`;
 
 const line = (e: ExperimentInfo) => `${e.id}  ${e.state.padEnd(18)} ${e.name}${e.cause ? `  (${e.cause})` : ''}`;
@@ -119,6 +119,7 @@ async function follow(client: Client, id: string, json: boolean, once = false): 
       if (json) process.stdout.write(`${JSON.stringify(ev)}\n`);
       else if (ev.kind === 'state') process.stdout.write(`[${ev.id}] state ${ev.data.from ?? '∅'} → ${ev.data.to}${ev.data.cause ? ` (${ev.data.cause})` : ''}\n`);
       else if (ev.kind === 'metrics') process.stdout.write(`[${ev.id}] step ${ev.data.step} loss ${Number(ev.data.loss).toFixed(4)}\n`);
+      else if (ev.kind === 'log') process.stdout.write(`[${ev.id}] ${ev.data.message}\n`);
       else process.stdout.write(`[${ev.id}] ${ev.kind} ${JSON.stringify(ev.data)}\n`);
       if (ev.kind === 'state') final = String(ev.data.to);
     }

@@ -22,6 +22,9 @@ export function controllerLauncher(log: Logger): Launcher {
       const values: Record<string, number> = { loss: m.loss ?? Number.NaN, lr: m.lr, samples_per_s: m.samples_per_s, ...(m.terms ?? {}) };
       req.events.onMetrics?.(m.step, values);
     });
+    controller.on('join', (joinFile: string) =>
+      req.events.onJoin?.({ joinFile, nnodes: (req.config as unknown as RunConfig).runtime.nnodes }),
+    );
     controller.on('checkpoint', (c: { step: number; path: string; bytes: number }) => req.events.onCheckpoint?.(c));
     const done = controller.start().then((s) => ({
       status: s.status,

@@ -5,6 +5,8 @@ export interface RunEvents {
   onStarted?(info: { pid: number | undefined }): void;
   onMetrics?(step: number, values: Record<string, number>): void;
   onCheckpoint?(c: { step: number; path: string; bytes: number }): void;
+  /** runtime.nnodes > 1: node 0 is up and the other nodes may join from `joinFile`. */
+  onJoin?(info: { joinFile: string; nnodes: number }): void;
 }
 
 export interface RunOutcome {

@@ -61,10 +61,16 @@ export class Supervisor {
     if (!canTransition(row.state, to)) throw conflict(`cannot ${action} experiment ${row.id} in state ${row.state}`, row.state);
   }
 
+  /** Queue a run for the devices of this host: with runtime.nnodes > 1 only node 0's share of
+   *  the ranks runs here (docs/multinode.md); the other nodes join with `dmfr join`. */
+  private enqueue(row: ExperimentRow): void {
+    this.scheduler.enqueue(row.id, localRanks(row), row.priority);
+  }
+
   create(req: CreateRequest): ExperimentRow {
     const row = this.store.createExperiment({ ...req, runDir: this.runDir(req.id) });
     this.bus.publish(this.store.eventsAfter(req.id, 0, 1)[0]!); // QUEUED
-    this.scheduler.enqueue(req.id, req.nproc, req.priority);
+    this.enqueue(row);
     this.pump();
     return this.get(req.id);
   }
@@ -103,6 +109,13 @@ export class Supervisor {
           onCheckpoint: (c) => {
             this.bus.publish(this.store.addCheckpoint(id, c));
             this.applyRetention(id);
+          },
+          // Each attempt writes a fresh join file (a new per-run key): the other nodes must run
+          // `dmfr join` again after every restart or resume.
+          onJoin: ({ joinFile, nnodes }) => {
+            const message = `waiting for ${nnodes - 1} more node(s); on node K (1 … ${nnodes - 1}) run: dmfr join ${joinFile} --node-rank K`;
+            this.bus.publish(this.store.appendEvent(id, 'log', { message, join_file: joinFile, nnodes }));
+            this.log.info({ experiment: id, joinFile }, message);
           },
         },
       });
@@ -144,7 +157,7 @@ export class Supervisor {
         break;
       case 'RESTARTING':
         this.scheduler.release(id);
-        this.scheduler.enqueue(id, row.nproc, row.priority);
+        this.enqueue(row);
         break;
       case 'STARTING':
       case 'RUNNING':
@@ -155,7 +168,7 @@ export class Supervisor {
         } else if (outcome.status === 'failed' && row.restarts < row.max_restarts) {
           this.store.bumpRestarts(id);
           this.move(id, row.state, 'RESTARTING', { cause: outcome.cause, summary });
-          this.scheduler.enqueue(id, row.nproc, row.priority);
+          this.enqueue(row);
         } else if (outcome.status === 'canceled') {
           this.move(id, row.state, 'STOPPING_CANCELED', { summary });
           this.move(id, 'STOPPING_CANCELED', 'CANCELED', { pid: null });
@@ -197,7 +210,7 @@ export class Supervisor {
     const row = this.get(id);
     this.require(row, 'RESUMING', 'resume');
     this.move(id, row.state, 'RESUMING');
-    this.scheduler.enqueue(id, row.nproc, row.priority);
+    this.enqueue(row);
     this.pump();
     return this.get(id);
   }
@@ -257,12 +270,12 @@ export class Supervisor {
         case 'QUEUED':
         case 'RESUMING':
         case 'RESTARTING':
-          this.scheduler.enqueue(row.id, row.nproc, row.priority);
+          this.enqueue(row);
           break;
         case 'STARTING':
         case 'RUNNING':
           this.move(row.id, row.state, 'RESTARTING', { cause: 'service restarted', pid: null, devices: null });
-          this.scheduler.enqueue(row.id, row.nproc, row.priority);
+          this.enqueue(row);
           break;
         case 'PAUSING':
           this.move(row.id, 'PAUSING', 'PAUSED', { cause: 'service restarted while pausing', pid: null, devices: null });
@@ -296,4 +309,10 @@ export class Supervisor {
   isLive(id: string): boolean {
     return this.live.has(id);
   }
+}
+
+/** Ranks that run on this host: train.nproc split over runtime.nnodes (validated to divide). */
+export function localRanks(row: Pick<ExperimentRow, 'nproc' | 'config'>): number {
+  const nnodes = (row.config as { runtime?: { nnodes?: number } }).runtime?.nnodes ?? 1;
+  return row.nproc / nnodes;
 }

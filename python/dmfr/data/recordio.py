@@ -10,6 +10,12 @@ contain the magic word at a 4-aligned position is written in parts: cflag 1 (fir
 (middle), 3 (last), the magic word itself dropped at each cut; a reader re-joins the parts with
 the magic word between them. cflag 0 is a whole record. All integers are little-endian.
 
+The reader also accepts a second framing, told apart by its magic word: 0x3ED7230A with
+lrec = cflag << 30 | length (2-bit flag, 30-bit length), as dmfr's engine issue (#3) specified
+the format. No mxnet build writes it, but files hand-built to that description read the same
+way; one record's frames must all use one framing. The writer always writes dmlc's framing,
+which is what mxnet and insightface read.
+
 A record's data is mxnet's IRHeader `<IfQQ` (flag, label, id, id2; 24 bytes) then the payload;
 flag > 0 means `flag` float32 labels lead the payload and the header's own label is 0
 (mxnet.recordio.pack/unpack). Two layouts:
@@ -42,6 +48,9 @@ MAGIC_BYTES = struct.pack("<I", MAGIC)
 _LENGTH_BITS = 29
 _LENGTH_MASK = (1 << _LENGTH_BITS) - 1
 MAX_FRAME = _LENGTH_MASK  # dmlc refuses records of 2^29 bytes or more
+ALT_MAGIC = 0x3ED7230A  # the issue's framing: 30-bit length (read only)
+# magic word -> bits of lrec that hold the length
+_FRAMINGS = {MAGIC: _LENGTH_BITS, ALT_MAGIC: 30}
 IR_FORMAT = "<IfQQ"
 IR_SIZE = struct.calcsize(IR_FORMAT)  # 24
 FLOAT32_EXACT = 1 << 24  # record 0's keys are float32: exact only up to 2^24
@@ -92,15 +101,21 @@ def read_frames(buf, offset: int, file: str) -> tuple[bytes, int]:
     end = len(buf)
     parts = []
     pos = offset
+    record_magic = None
     while True:
         if pos + 8 > end:
             raise DataError(f"{file}: truncated record at byte offset {pos}: "
                             f"{max(end - pos, 0)} bytes left, a frame header needs 8")
         magic, lrec = struct.unpack_from("<II", buf, pos)
-        if magic != MAGIC:
+        if magic not in _FRAMINGS:
             raise DataError(f"{file}: bad RecordIO magic 0x{magic:08x} at byte offset {pos} "
                             f"(expected 0x{MAGIC:08x}); the file is corrupt or its .idx is wrong")
-        cflag, length = lrec >> _LENGTH_BITS, lrec & _LENGTH_MASK
+        if record_magic is not None and magic != record_magic:
+            raise DataError(f"{file}: frame at byte offset {pos} has magic 0x{magic:08x}, but the "
+                            f"record it continues (byte offset {offset}) began with 0x{record_magic:08x}")
+        record_magic = magic
+        bits = _FRAMINGS[magic]
+        cflag, length = lrec >> bits, lrec & ((1 << bits) - 1)
         expected = (0, 1) if not parts else (2, 3)
         if cflag not in expected:
             raise DataError(f"{file}: continuation flag {cflag} out of sequence at byte offset "
@@ -112,7 +127,8 @@ def read_frames(buf, offset: int, file: str) -> tuple[bytes, int]:
         parts.append(bytes(buf[start:start + length]))
         pos = start + ((length + 3) & ~3)
         if cflag in (0, 3):
-            return MAGIC_BYTES.join(parts), pos
+            # the writer cut the record at each occurrence of its magic word: put them back
+            return struct.pack("<I", magic).join(parts), pos
 
 
 def scan_offsets(buf, file: str) -> list[int]:
