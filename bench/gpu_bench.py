@@ -1,7 +1,7 @@
 """Training throughput of dmfr's engine against a plain PyTorch loop, side by side in one run.
 
-For each IResNet (default r50 and r100, 112×112, batch 128, bf16 autocast + channels_last on
-CUDA), two loops train the same architecture on the same in-memory images:
+For each IResNet (default r50 and r100, 112×112, batch 128, bf16 autocast + channels_last), two
+loops train the same architecture on the same in-memory images:
 
   dmfr   dmfr's Trainer.train_step: Method (IResNet + CosFace MarginHead) built from a run
          config, seeded flips, autocast, clip-grad-norm 5, SGD, LR scheduler — the code a run uses;
@@ -12,8 +12,9 @@ Both take each batch from the same CPU tensor and copy it to the device, as a da
 Reported per loop: samples/s (timed steps after warm-up, synchronised), peak device memory, the
 analytic FLOPs of one training step (torch.utils.flop_counter on forward + backward), achieved
 TFLOP/s and model FLOPs utilisation against the device's dense bf16 peak; and the dmfr/plain
-ratio. `--device cpu --tiny` is a smoke mode (narrow r_tiny, 56×56, few steps) for machines
-without a GPU: its figures say nothing about GPU speed.
+ratio. `--device cpu --tiny` is a smoke mode (narrow r_tiny, 56×56, few steps, the same bf16 autocast
+and channels_last on the CPU) for machines without a GPU, run by test/python/test_gpu_bench.py:
+its figures say nothing about GPU speed.
 """
 from __future__ import annotations
 
@@ -123,17 +124,18 @@ def plain_loop(args, arch: str, data: MemoryImages, device: torch.device):
     torch.manual_seed(0)
     model = get_model(arch, width=args.width, input_size=args.image_size).to(device)
     weight = torch.nn.Parameter(torch.normal(0, 0.01, (data.num_classes, 512), device=device))
-    if args.channels_last and device.type == "cuda":
+    if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad] + [weight]
     opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4)
     labels_all = torch.from_numpy(data.labels.astype(np.int64))
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp) if device.type == "cuda" else None
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
+    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
 
     def step(k, idx):
         idx_t = torch.from_numpy(idx.astype(np.int64))
         x = data.images[idx_t].to(device, non_blocking=True)
-        if args.channels_last and device.type == "cuda":
+        if args.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = labels_all[idx_t].to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
@@ -142,9 +144,16 @@ def plain_loop(args, arch: str, data: MemoryImages, device: torch.device):
         cos = cos - 0.4 * F.one_hot(y, data.num_classes)
         loss = F.cross_entropy(64.0 * cos, y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 5.0)
-        opt.step()
+        if scaler:  # fp16, as the trainer does it: scale, unscale before clipping, step, update
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
 
     return step, model
 
@@ -189,8 +198,6 @@ def main(argv=None) -> int:
         args.archs, args.width, args.image_size, args.batch_size = "r_tiny", 0.25, 56, 16
         args.num_classes, args.warmup, args.steps = min(args.num_classes, 100), 2, 4
     device = torch.device(args.device)
-    if device.type == "cpu":
-        args.amp, args.channels_last = "none", False  # the trainer applies both on CUDA only
     if device.type == "cuda":
         if not torch.cuda.is_available():
             print("no CUDA device: run with --device cpu --tiny for a smoke test", file=sys.stderr)
@@ -201,8 +208,7 @@ def main(argv=None) -> int:
         name = "cpu"
     peak = device_peak_tflops(device, args.peak_tflops)
     print(f"device {name}; torch {torch.__version__}; batch {args.batch_size}; {args.image_size}x{args.image_size}; "
-          f"amp {args.amp if device.type == 'cuda' else 'none (cpu)'}; channels_last "
-          f"{args.channels_last and device.type == 'cuda'}; {args.num_classes} classes; "
+          f"amp {args.amp}; channels_last {args.channels_last}; {args.num_classes} classes; "
           f"{args.warmup} warm-up + {args.steps} timed steps; peak {peak or 'unknown'} TFLOP/s")
     data = MemoryImages(max(4 * args.batch_size, 256), args.image_size, args.num_classes)
     results = []
