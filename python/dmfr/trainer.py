@@ -170,8 +170,11 @@ class Trainer:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
+                    # a probe matmul rather than torch.is_autocast_enabled(device_type), whose
+                    # signature changed across torch versions
+                    probe = torch.ones(2, 2, device=self.device)
                     with torch.autocast(self.device.type, dtype=self.amp_dtype):
-                        supported = torch.is_autocast_enabled(self.device.type)
+                        supported = (probe @ probe).dtype == self.amp_dtype
                 except RuntimeError:
                     supported = False
             if not supported:

@@ -129,6 +129,17 @@ def test_fp16_step_with_inf_gradients_is_skipped_and_the_scale_halves():
 def test_an_amp_dtype_torch_cannot_autocast_is_a_config_error(monkeypatch):
     # torch disables autocast (with a warning) for a dtype the device lacks; the trainer refuses
     # rather than train float32 unasked. Simulated: both dtypes autocast on this CPU.
-    monkeypatch.setattr(torch, "is_autocast_enabled", lambda *a: False)
+    # Simulated (both dtypes autocast on this CPU): an autocast that casts nothing, then one that
+    # raises as CUDA does for bf16 on a GPU without it.
+    import contextlib
+
+    monkeypatch.setattr(torch, "autocast", lambda *a, **k: contextlib.nullcontext())
     with pytest.raises(ConfigError, match=r"train\.amp=bf16: .* no bf16 autocast on cpu"):
         Trainer(tiny_config(train={"amp": "bf16"}), TinyFaceDataset())
+
+    def refuses(*a, **k):
+        raise RuntimeError("Current CUDA Device does not support bfloat16")
+
+    monkeypatch.setattr(torch, "autocast", refuses)
+    with pytest.raises(ConfigError, match=r"train\.amp=fp16: .* no fp16 autocast on cpu"):
+        Trainer(tiny_config(train={"amp": "fp16"}), TinyFaceDataset())
