@@ -129,8 +129,7 @@ def test_fp16_step_with_inf_gradients_is_skipped_and_the_scale_halves():
 def test_an_amp_dtype_torch_cannot_autocast_is_a_config_error(monkeypatch):
     # torch disables autocast (with a warning) for a dtype the device lacks; the trainer refuses
     # rather than train float32 unasked. Simulated (both dtypes autocast on this CPU): an autocast
-    # that casts nothing, then one that
-    # raises as CUDA does for bf16 on a GPU without it.
+    # that casts nothing, then one that raises as CUDA does for bf16 on a GPU without it.
     import contextlib
 
     monkeypatch.setattr(torch, "autocast", lambda *a, **k: contextlib.nullcontext())
