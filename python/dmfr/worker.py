@@ -214,7 +214,7 @@ def run_with_controller(run_dir: str | None) -> int:
                              stop_at=stop_at, final_checkpoint=final_checkpoint)
         log.info("rank %d %s at step %d: %.1f samples/s, %.3f s waiting for plans", rank, result.reason,
                  result.last_step, result.samples_per_s, result.plan_wait_s)
-        link.send("bye", {"reason": result.reason, "last_step": result.last_step})
+        link.send("bye", {"reason": result.reason, "last_step": result.last_step, "train_time_s": result.train_time_s})
         return EXIT_OK
     except ControllerLost as e:
         log.error("rank %d: %s; exiting", rank, e)

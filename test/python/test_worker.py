@@ -105,6 +105,7 @@ def test_worker_speaks_the_protocol_end_to_end(controller, tmp_path):
         assert proc.wait(60) == 0
     finally:
         proc.kill()
+    assert bye.body.pop("train_time_s") > 0
     assert bye.body == {"reason": "completed", "last_step": 5}
     metrics = s.of("metrics")
     assert [m["step"] for m in metrics] == list(range(6))  # every step exactly once
@@ -141,6 +142,7 @@ def test_worker_resumes_from_a_checkpoint(controller, tmp_path):
         assert proc.wait(60) == 0
     finally:
         proc.kill()
+    assert bye.body.pop("train_time_s") > 0
     assert bye.body == {"reason": "completed", "last_step": 5}
     assert [m["step"] for m in s.of("metrics")] == [4, 5]
 
@@ -158,6 +160,7 @@ def test_stop_finishes_the_planned_steps(controller, tmp_path, checkpoint):
         assert proc.wait(60) == 0
     finally:
         proc.kill()
+    assert bye.body.pop("train_time_s") > 0
     assert bye.body == {"reason": "stopped", "last_step": 7}
     assert [m["step"] for m in s.of("metrics")] == list(range(8))
     # a checkpoint only when the stop asks for one; it resumes at step 8

@@ -570,6 +570,7 @@ export class RunController extends EventEmitter {
       wire_rejected: this.rejected.toJSON(),
       cause,
       duration_s: (Date.now() - this.startedAt) / 1000,
+      train_time_s: r0?.bye?.train_time_s ?? null,
       metrics_duplicates: this.duplicates,
     };
   }

@@ -20,6 +20,8 @@ export interface RunSummary {
   /** Why the run failed or was canceled; null when it completed. */
   cause: string | null;
   duration_s: number;
+  /** Rank 0's own wall time from its first step to its last (its `bye`); null without one. */
+  train_time_s: number | null;
   /** Metrics messages for a step already seen (should be 0). */
   metrics_duplicates: number;
 }

@@ -95,6 +95,9 @@ export const Bodies = {
   bye: Type.Object({
     reason: Type.Union(['completed', 'stopped', 'error', 'controller_lost'].map((r) => Type.Literal(r))),
     last_step: Step,
+    // the rank's own wall time from its first step to its last (sent when it trained to the end
+    // or to a stop); the same clock `--local-plans` reports, so the two loops compare directly
+    train_time_s: Type.Optional(Type.Number({ minimum: 0 })),
   }),
 } satisfies Record<string, TSchema>;
 
