@@ -192,13 +192,17 @@ describe.skipIf(!HAVE_PYTHON)('dmfr serve end to end', () => {
     const live = collect(client, exp.id);
     await live.until(() => live.events.some((e) => e.kind === 'log' && e.data.join_file), 120_000, 'the join announcement');
     const announced = live.events.find((e) => e.kind === 'log')!;
-    expect(announced.data.message).toMatch(/waiting for 1 more node\(s\); on node K \(1 … 1\) run: dmfr join .*join\.json --node-rank K/);
+    expect(announced.data.message).toMatch(/waiting for 1 more node\(s\); on node K \(1 … 1\) run: dmfr join .*join\.json --node-rank K /);
+    expect(announced.data.message).toContain(`dmfr join --experiment ${exp.id} --server <this service> --node-rank K`);
     expect((await client.getExperiment(exp.id)).devices).toHaveLength(1); // one rank per node: one slot here
+    const info = await client.joinInfo(exp.id); // what `dmfr join --experiment` uses
+    expect(info).toMatchObject({ run_id: `${exp.id}-a1`, nnodes: 2, nproc_per_node: 1 });
     // The other slot stays free: a one-rank experiment runs to completion while node 1 is missing.
     const other = await client.createExperiment({ preset: 'quick', steps: 5, nproc: 1, set: TINY, name: 'alongside' });
     const otherLive = collect(client, other.id);
     await otherLive.done;
     expect(otherLive.states().at(-1)).toBe('COMPLETED');
+    await expect(client.joinInfo(other.id)).rejects.toMatchObject({ status: 409, code: 'not_joinable' });
     const node1 = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/dmfr.js'), 'join', String(announced.data.join_file), '--node-rank', '1'], { stdio: 'ignore' });
     const joined = new Promise<number | null>((resolve) => node1.once('exit', resolve));
     await live.done;
@@ -206,6 +210,37 @@ describe.skipIf(!HAVE_PYTHON)('dmfr serve end to end', () => {
     expect(live.events.filter((e) => e.kind === 'metrics').map((e) => e.data.step)).toEqual(Array.from({ length: 20 }, (_, i) => i));
     expect(await joined).toBe(0);
   });
+
+  it('dmfr join --experiment joins every attempt of a two-node experiment, across a restart', async () => {
+    const { url } = await startServer();
+    const client = new Client(url);
+    const exp = await client.createExperiment({ preset: 'quick', steps: 2000, nproc: 2, set: [...TINY, 'runtime.nnodes=2'], name: 'agent' });
+    const live = collect(client, exp.id);
+    const logDir = mkdtempSync(path.join(root, 'agent-'));
+    const agent = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/dmfr.js'), 'join', '--experiment', exp.id, '--server', url, '--node-rank', '1', '--log-dir', logDir], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let said = '';
+    agent.stderr!.on('data', (d: Buffer) => (said += d.toString()));
+    const agentExit = new Promise<number | null>((resolve) => agent.once('exit', resolve));
+    await live.until(() => live.events.some((e) => e.kind === 'checkpoint'), 120_000, 'a checkpoint of the first attempt');
+    // Rank 0, on the service's host, dies: the service restarts from the checkpoint and the agent joins the new attempt.
+    process.kill(rankPid(`${exp.id}-a1`, 0)!, 'SIGKILL');
+    await live.until(() => live.states().filter((s) => s === 'RUNNING').length === 2, 180_000, 'RUNNING again');
+    const restartedAt = live.events.filter((e) => e.kind === 'state').findIndex((e) => e.data.to === 'RESTARTING');
+    expect(restartedAt).toBeGreaterThan(0);
+    const stepsSeen = () => live.events.filter((e) => e.kind === 'metrics').length;
+    const before = stepsSeen();
+    await live.until(() => stepsSeen() >= before + 5, 120_000, 'steps of the second attempt');
+    expect(said).toContain(`node 1/2 of run ${exp.id}-a1`);
+    expect(said).toContain(`run ${exp.id}-a1 ended on this node`);
+    expect(said).toContain(`node 1/2 of run ${exp.id}-a2`);
+    await client.stop(exp.id);
+    await live.done;
+    expect(live.states().at(-1)).toBe('CANCELED');
+    expect(await agentExit).toBe(0);
+    expect(said).toContain(`experiment ${exp.id} ended CANCELED`);
+  }, 400_000);
 
   it('reconciles the store when the service is SIGKILLed and started again', async () => {
     const first = await startServer();

@@ -1,39 +1,37 @@
-// `dmfr join JOIN.json --node-rank K`: start this host's ranks of a multi-node run that
-// `dmfr run` (or the service) started elsewhere, from the join file it wrote (docs/multinode.md).
+// `dmfr join`: start this host's ranks of a multi-node run whose node 0 runs elsewhere
+// (docs/multinode.md). Two ways:
+//   dmfr join JOIN.json --node-rank K       once, from the join file `dmfr run` wrote;
+//   dmfr join --experiment ID --node-rank K  an agent for a `dmfr serve` experiment: it joins
+//       every attempt (the first launch, each restart and resume) until the experiment ends.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { launchRanks } from '../controller/launch.ts';
-import { readJoinInfo } from '../controller/nodes.ts';
+import { readJoinInfo, type JoinInfo } from '../controller/nodes.ts';
 import { terminate } from '../controller/processes.ts';
+import { ApiRequestError, Client } from '../sdk/client.ts';
+import { TERMINAL, type State } from '../service/states.ts';
 import { UsageError } from './run.ts';
 
 export const JOIN_USAGE = `usage: dmfr join JOIN.json --node-rank K
+       dmfr join --experiment ID --node-rank K [--server URL] [--token T] [--log-dir DIR]
   JOIN.json is <run_dir>/join.json of the run (it holds the run's key: copy it privately);
-  K is this node's rank, 1 … nnodes-1.`;
+  K is this node's rank, 1 … nnodes-1.
+  --experiment: follow a multi-node experiment of \`dmfr serve\` and join each of its attempts
+  (first launch, restarts, resumes) until it ends; exits 0 then. --server defaults to
+  $DMFR_SERVER or http://127.0.0.1:8080, --token to $DMFR_TOKEN; rank logs go to --log-dir
+  (default: a new temporary folder).`;
 
-export async function joinCommand(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options: { 'node-rank': { type: 'string' } } });
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-  const file = parsed.positionals[0];
-  if (!file || parsed.positionals.length > 1) throw new UsageError('expected one join file');
-  let info;
-  try {
-    info = readJoinInfo(file);
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-  const nodeRank = Number(parsed.values['node-rank']);
-  if (!Number.isInteger(nodeRank) || nodeRank < 1 || nodeRank >= info.nnodes) {
-    throw new UsageError(`--node-rank: expected 1 … ${info.nnodes - 1}, got '${parsed.values['node-rank'] ?? ''}'`);
-  }
+const POLL_MS = 1000;
+
+/** Run this node's torchrun for one attempt; resolves with its exit code. */
+async function runNode(info: JoinInfo, nodeRank: number, logDir: string): Promise<number> {
   const launched = launchRanks({
     nproc: info.nproc_per_node,
     threadsPerRank: info.threads_per_rank,
-    logFile: join(dirname(file), `ranks-node${nodeRank}.log`),
+    logFile: join(logDir, `ranks-node${nodeRank}.log`),
     node: { nnodes: info.nnodes, nodeRank, masterAddr: info.master_addr, masterPort: info.master_port },
     env: {
       DMFR_CONTROL_ENDPOINT: info.control,
@@ -53,4 +51,86 @@ export async function joinCommand(argv: string[]): Promise<number> {
   process.off('SIGTERM', stop);
   if (code !== 0) process.stderr.write(`dmfr join: torchrun exited with ${code}; last lines:\n${launched.tail().slice(-10).join('\n')}\n`);
   return code;
+}
+
+function checkNodeRank(raw: string | undefined, nnodes: number): number {
+  const nodeRank = Number(raw);
+  if (!Number.isInteger(nodeRank) || nodeRank < 1 || nodeRank >= nnodes) {
+    throw new UsageError(`--node-rank: expected 1 … ${nnodes - 1}, got '${raw ?? ''}'`);
+  }
+  return nodeRank;
+}
+
+/** The agent: poll the experiment; join each attempt once; stop when the experiment ends. */
+async function followExperiment(client: Client, id: string, rawRank: string | undefined, logDir: string): Promise<number> {
+  const joined = new Set<string>();
+  let interrupted = false;
+  const onSignal = () => (interrupted = true);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    while (!interrupted) {
+      const exp = await client.getExperiment(id);
+      if (TERMINAL.has(exp.state as State)) {
+        process.stderr.write(`dmfr join: experiment ${id} ended ${exp.state}\n`);
+        return 0;
+      }
+      let info: JoinInfo | null = null;
+      try {
+        info = await client.joinInfo(id);
+      } catch (e) {
+        // 409 not_joinable: between attempts (queued, restarting, paused) — wait for the next one
+        if (!(e instanceof ApiRequestError && e.status === 409)) throw e;
+      }
+      if (info && !joined.has(info.run_id)) {
+        joined.add(info.run_id);
+        const code = await runNode(info, checkNodeRank(rawRank, info.nnodes), logDir);
+        process.stderr.write(`dmfr join: run ${info.run_id} ended on this node (torchrun exit ${code})\n`);
+        continue;
+      }
+      await sleep(POLL_MS);
+    }
+    return 130;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+export async function joinCommand(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        'node-rank': { type: 'string' },
+        experiment: { type: 'string' },
+        server: { type: 'string', default: process.env.DMFR_SERVER ?? 'http://127.0.0.1:8080' },
+        token: { type: 'string' },
+        'log-dir': { type: 'string' },
+      },
+    });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const v = parsed.values;
+  if (v.experiment !== undefined) {
+    if (parsed.positionals.length) throw new UsageError('give either a join file or --experiment, not both');
+    const client = new Client(v.server!, { token: v.token ?? process.env.DMFR_TOKEN });
+    const logDir = v['log-dir'] ?? mkdtempSync(join(tmpdir(), 'dmfr-join-'));
+    process.stderr.write(`dmfr join: following experiment ${v.experiment} on ${v.server}; rank logs in ${logDir}\n`);
+    return followExperiment(client, v.experiment, v['node-rank'], logDir);
+  }
+  const file = parsed.positionals[0];
+  if (!file || parsed.positionals.length > 1) throw new UsageError('expected one join file (or --experiment ID)');
+  let info;
+  try {
+    info = readJoinInfo(file);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const nodeRank = checkNodeRank(v['node-rank'], info.nnodes);
+  return runNode(info, nodeRank, v['log-dir'] ?? dirname(file));
 }

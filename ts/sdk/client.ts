@@ -1,6 +1,7 @@
 // A typed client of the dmfr HTTP API. Its types come from the same TypeBox schemas the server
 // validates with (ts/service/schemas.ts), so a field renamed on one side fails to compile here.
 import type { Static } from '@sinclair/typebox';
+import type { JoinInfo } from '../controller/nodes.ts';
 import { TERMINAL, type State } from '../service/states.ts';
 import type { Checkpoint, CheckpointPolicy, CreateDataset, CreateEvaluation, CreateExperiment, Dataset, Evaluation, Experiment, MetricSeries } from '../service/schemas.ts';
 
@@ -91,6 +92,11 @@ export class Client {
 
   restart(id: string): Promise<ExperimentInfo> {
     return this.request('POST', `/experiments/${encodeURIComponent(id)}/restart`);
+  }
+
+  /** A multi-node experiment's live attempt: what another host needs to join it (409 otherwise). */
+  joinInfo(id: string): Promise<JoinInfo> {
+    return this.request('GET', `/experiments/${encodeURIComponent(id)}/join`);
   }
 
   metrics(id: string, q: { names?: string[]; from?: number; to?: number } = {}): Promise<Static<typeof MetricSeries>> {

@@ -30,6 +30,8 @@ export interface CreateRequest {
 
 export class Supervisor {
   private readonly live = new Map<string, LaunchedRun>();
+  /** runtime.nnodes > 1: the join file of each experiment's live attempt (GET …/join). */
+  private readonly joinFiles = new Map<string, string>();
   private readonly settled = new Map<string, Promise<void>>();
   private shuttingDown = false;
 
@@ -65,6 +67,11 @@ export class Supervisor {
    *  the ranks runs here (docs/multinode.md); the other nodes join with `dmfr join`. */
   private enqueue(row: ExperimentRow): void {
     this.scheduler.enqueue(row.id, localRanks(row), row.priority);
+  }
+
+  /** The live attempt's join file, while it runs (multi-node experiments only). */
+  joinFile(id: string): string | null {
+    return this.live.has(id) ? (this.joinFiles.get(id) ?? null) : null;
   }
 
   create(req: CreateRequest): ExperimentRow {
@@ -113,7 +120,10 @@ export class Supervisor {
           // Each attempt writes a fresh join file (a new per-run key): the other nodes must run
           // `dmfr join` again after every restart or resume.
           onJoin: ({ joinFile, nnodes }) => {
-            const message = `waiting for ${nnodes - 1} more node(s); on node K (1 … ${nnodes - 1}) run: dmfr join ${joinFile} --node-rank K`;
+            this.joinFiles.set(id, joinFile);
+            const message =
+              `waiting for ${nnodes - 1} more node(s); on node K (1 … ${nnodes - 1}) run: dmfr join ${joinFile} --node-rank K ` +
+              `(or, joining every attempt: dmfr join --experiment ${id} --server <this service> --node-rank K)`;
             this.bus.publish(this.store.appendEvent(id, 'log', { message, join_file: joinFile, nnodes }));
             this.log.info({ experiment: id, joinFile }, message);
           },
@@ -137,6 +147,7 @@ export class Supervisor {
   /** Decide what a finished run means given the state the experiment is in. */
   private settle(id: string, outcome: RunOutcome): void {
     this.live.delete(id);
+    this.joinFiles.delete(id);
     if (this.shuttingDown) return; // reconciled at the next start-up
     const row = this.get(id);
     const summary = outcome.summary;

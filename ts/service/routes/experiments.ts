@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ConfigError, loadConfig } from '../../config/load.ts';
+import { JoinInfo, readJoinInfo } from '../../controller/nodes.ts';
 import type { ServiceContext } from '../context.ts';
 import { ApiError, notFound } from '../errors.ts';
 import { CheckpointPolicy, CreateExperiment, Experiment, ExperimentList, IdParams, ListQuery } from '../schemas.ts';
@@ -72,4 +73,19 @@ export const experimentRoutes: FastifyPluginAsyncTypebox<ServiceContext> = async
       async (req, reply) => reply.code(202).send(supervisor[action](req.params.id) as never),
     );
   }
+
+  // What `dmfr join --service` on another host needs to start its node of the live attempt
+  // (docs/multinode.md). It holds the attempt's HMAC key: serve it with a token, over TLS
+  // (a reverse proxy) across networks you do not trust.
+  app.get('/experiments/:id/join', { schema: { params: IdParams, response: { 200: JoinInfo, ...errorRefs } } }, async (req) => {
+    const row = store.getExperiment(req.params.id);
+    if (!row) throw notFound('experiment', req.params.id);
+    const file = supervisor.joinFile(row.id);
+    if (!file) {
+      const nnodes = (row.config as { runtime?: { nnodes?: number } }).runtime?.nnodes ?? 1;
+      const why = nnodes > 1 ? `no attempt of it is running (state ${row.state})` : 'it runs on one node (runtime.nnodes = 1)';
+      throw new ApiError(409, 'not_joinable', `experiment ${row.id} has no node to join: ${why}`, { state: row.state });
+    }
+    return readJoinInfo(file);
+  });
 };
