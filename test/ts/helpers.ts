@@ -1,4 +1,5 @@
 // Shared test helpers: real processes, no fakes.
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../../ts/controller/launch.ts';
@@ -20,4 +21,15 @@ export function waitFor(cond: () => boolean, timeoutMs: number, what: string): P
     };
     check();
   });
+}
+
+/** Runs a Python snippet with the package on the path and parses the JSON it prints. */
+export function pythonJson<T>(script: string): T {
+  const out = execFileSync(PYTHON, ['-c', script], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, PYTHONPATH: join(REPO_ROOT, 'python') },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  return JSON.parse(out) as T;
 }

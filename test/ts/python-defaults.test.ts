@@ -3,13 +3,10 @@
 // (ts/config/load.ts), reads BASE_CONFIG from a real Python process, and fails naming each dotted
 // path where the two part: a key only one side has, a value outside the SHRUNK allow-list, or a
 // number that would reach Python as int on one side and float on the other.
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, resolveLayers } from '../../ts/config/load.ts';
-import { REPO_ROOT } from '../../ts/controller/launch.ts';
-import { HAVE_PYTHON, PYTHON } from './helpers.ts';
+import { HAVE_PYTHON, pythonJson } from './helpers.ts';
 
 // The fields BASE_CONFIG deliberately sets away from the schema defaults, and why. Keep it
 // minimal: an entry whose value no longer differs fails the test, so remove it then.
@@ -126,13 +123,7 @@ print(json.dumps({"config": BASE_CONFIG, "floats": floats(BASE_CONFIG, "", [])},
 `;
 
 function readBaseConfig(): { config: Json; floats: string[] } {
-  const out = execFileSync(PYTHON, ['-c', PRINT_BASE_CONFIG], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, PYTHONPATH: join(REPO_ROOT, 'python') },
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-  return JSON.parse(out);
+  return pythonJson(PRINT_BASE_CONFIG);
 }
 
 describe('compareDefaults', () => {

@@ -203,6 +203,12 @@ describe.skipIf(!HAVE_PYTHON)('dmfr serve end to end', () => {
     await otherLive.done;
     expect(otherLive.states().at(-1)).toBe('COMPLETED');
     await expect(client.joinInfo(other.id)).rejects.toMatchObject({ status: 409, code: 'not_joinable' });
+    // an agent for an experiment that does not exist says so and exits 4, as `dmfr exp` does
+    const lost = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/dmfr.js'), 'join', '--experiment', 'exp-nope', '--server', url, '--node-rank', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let lostSaid = '';
+    lost.stderr!.on('data', (d: Buffer) => (lostSaid += d.toString()));
+    expect(await new Promise((resolve) => lost.once('exit', resolve))).toBe(4);
+    expect(lostSaid).toContain('experiment exp-nope: 404 not_found: experiment exp-nope does not exist');
     const node1 = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/dmfr.js'), 'join', String(announced.data.join_file), '--node-rank', '1'], { stdio: 'ignore' });
     const joined = new Promise<number | null>((resolve) => node1.once('exit', resolve));
     await live.done;

@@ -5,13 +5,10 @@
 // TypeBox schemas (plain JSON Schema objects), and fails naming each message type and field where
 // the two part: a field or type only one side has, required vs optional, nullable or not, kinds
 // that do not correspond, a socket/direction set or a bye reason that differs.
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../../ts/controller/launch.ts';
 import { Bodies, CHANNELS } from '../../ts/wire/schemas.ts';
-import { HAVE_PYTHON, PYTHON } from './helpers.ts';
+import { HAVE_PYTHON, pythonJson } from './helpers.ts';
 
 /** One body field as both sides can describe it; `kind` uses the Python names. */
 interface Field {
@@ -176,13 +173,7 @@ print(json.dumps({
 `;
 
 function readPythonWire(): PyWire {
-  const out = execFileSync(PYTHON, ['-c', PRINT_WIRE], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, PYTHONPATH: join(REPO_ROOT, 'python') },
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-  return JSON.parse(out);
+  return pythonJson(PRINT_WIRE);
 }
 
 const f = (kind: string, required = true, nullable = false): Field => ({ kind, required, nullable });

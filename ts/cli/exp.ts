@@ -1,9 +1,8 @@
 // `dmfr exp create|list|get|stop|pause|resume|restart|logs … --server URL`: the client verbs
 // against a running `dmfr serve`, through the typed SDK (ts/sdk/client.ts).
-import { parseArgs } from 'node:util';
 import { readConfigFile } from '../config/load.ts';
 import { ApiRequestError, Client, type ExperimentInfo } from '../sdk/client.ts';
-import { UsageError } from './run.ts';
+import { CONFIG_OPTIONS, parseCommandLine, UsageError } from './usage.ts';
 
 export const EXP_USAGE = `usage: dmfr exp VERB [ARGS] [--server URL] [--token T] [--json]
   create [CONFIG.yaml|json] [--preset P] [--method M] [--steps N] [--nproc N] [--set k=v]...
@@ -17,32 +16,17 @@ const line = (e: ExperimentInfo) => `${e.id}  ${e.state.padEnd(18)} ${e.name}${e
 
 export async function expCommand(argv: string[]): Promise<number> {
   const [verb, ...rest] = argv;
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: rest,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        server: { type: 'string', default: process.env.DMFR_SERVER ?? 'http://127.0.0.1:8080' },
-        token: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        follow: { type: 'boolean', default: false },
-        preset: { type: 'string' },
-        method: { type: 'string' },
-        steps: { type: 'string' },
-        nproc: { type: 'string' },
-        set: { type: 'string', multiple: true },
-        name: { type: 'string' },
-        priority: { type: 'string' },
-        'max-restarts': { type: 'string' },
-        state: { type: 'string' },
-      },
-    });
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-  const { values: v, positionals } = parsed;
+  const { values: v, positionals } = parseCommandLine(rest, {
+    server: { type: 'string', default: process.env.DMFR_SERVER ?? 'http://127.0.0.1:8080' },
+    token: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    follow: { type: 'boolean', default: false },
+    ...CONFIG_OPTIONS,
+    name: { type: 'string' },
+    priority: { type: 'string' },
+    'max-restarts': { type: 'string' },
+    state: { type: 'string' },
+  });
   const client = new Client(v.server, { token: v.token ?? process.env.DMFR_TOKEN });
   const print = (obj: unknown, text: string) => process.stdout.write(v.json ? `${JSON.stringify(obj)}\n` : `${text}\n`);
   const int = (flag: string, s: string | undefined) => {

@@ -7,13 +7,12 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
 import { launchRanks } from '../controller/launch.ts';
 import { readJoinInfo, type JoinInfo } from '../controller/nodes.ts';
 import { terminate } from '../controller/processes.ts';
 import { ApiRequestError, Client } from '../sdk/client.ts';
 import { TERMINAL, type State } from '../service/states.ts';
-import { UsageError } from './run.ts';
+import { parseCommandLine, UsageError } from './usage.ts';
 
 export const JOIN_USAGE = `usage: dmfr join JOIN.json --node-rank K
        dmfr join --experiment ID --node-rank K [--server URL] [--token T] [--log-dir DIR]
@@ -25,6 +24,10 @@ export const JOIN_USAGE = `usage: dmfr join JOIN.json --node-rank K
   (default: a new temporary folder).`;
 
 const POLL_MS = 1000;
+/** The service may restart (it reconciles its experiments): keep trying this long before giving up. */
+const UNREACHABLE_GIVE_UP_MS = 120_000;
+
+const unreachable = (e: unknown): e is TypeError => e instanceof TypeError && /fetch failed/.test(e.message);
 
 /** Run this node's torchrun for one attempt; resolves with its exit code. */
 async function runNode(info: JoinInfo, nodeRank: number, logDir: string): Promise<number> {
@@ -68,9 +71,27 @@ async function followExperiment(client: Client, id: string, rawRank: string | un
   const onSignal = () => (interrupted = true);
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  let unreachableSince: number | null = null;
   try {
     while (!interrupted) {
-      const exp = await client.getExperiment(id);
+      let exp;
+      try {
+        exp = await client.getExperiment(id);
+        unreachableSince = null;
+      } catch (e) {
+        if (e instanceof ApiRequestError) {
+          process.stderr.write(`dmfr join: experiment ${id}: ${e.message}\n`);
+          return e.status === 404 ? 4 : 1;
+        }
+        if (!unreachable(e)) throw e;
+        unreachableSince ??= Date.now();
+        if (Date.now() - unreachableSince > UNREACHABLE_GIVE_UP_MS) {
+          process.stderr.write(`dmfr join: cannot reach the service (${(e.cause as Error | undefined)?.message ?? e.message}) for ${UNREACHABLE_GIVE_UP_MS / 1000} s; giving up\n`);
+          return 1;
+        }
+        await sleep(POLL_MS);
+        continue;
+      }
       if (TERMINAL.has(exp.state as State)) {
         process.stderr.write(`dmfr join: experiment ${id} ended ${exp.state}\n`);
         return 0;
@@ -80,7 +101,7 @@ async function followExperiment(client: Client, id: string, rawRank: string | un
         info = await client.joinInfo(id);
       } catch (e) {
         // 409 not_joinable: between attempts (queued, restarting, paused) — wait for the next one
-        if (!(e instanceof ApiRequestError && e.status === 409)) throw e;
+        if (!(e instanceof ApiRequestError && e.status === 409) && !unreachable(e)) throw e;
       }
       if (info && !joined.has(info.run_id)) {
         joined.add(info.run_id);
@@ -98,23 +119,13 @@ async function followExperiment(client: Client, id: string, rawRank: string | un
 }
 
 export async function joinCommand(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        'node-rank': { type: 'string' },
-        experiment: { type: 'string' },
-        server: { type: 'string', default: process.env.DMFR_SERVER ?? 'http://127.0.0.1:8080' },
-        token: { type: 'string' },
-        'log-dir': { type: 'string' },
-      },
-    });
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const parsed = parseCommandLine(argv, {
+    'node-rank': { type: 'string' },
+    experiment: { type: 'string' },
+    server: { type: 'string', default: process.env.DMFR_SERVER ?? 'http://127.0.0.1:8080' },
+    token: { type: 'string' },
+    'log-dir': { type: 'string' },
+  });
   const v = parsed.values;
   if (v.experiment !== undefined) {
     if (parsed.positionals.length) throw new UsageError('give either a join file or --experiment, not both');

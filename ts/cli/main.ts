@@ -6,7 +6,8 @@ import { log } from '../log.ts';
 import { forwardToPython } from './forward.ts';
 import { EXP_USAGE, expCommand } from './exp.ts';
 import { JOIN_USAGE, joinCommand } from './join.ts';
-import { RUN_USAGE, runCommand, UsageError } from './run.ts';
+import { RUN_USAGE, runCommand } from './run.ts';
+import { UsageError } from './usage.ts';
 import { SERVE_USAGE, serveCommand } from './serve.ts';
 
 const USAGE = `usage: dmfr VERB [ARGS…]
@@ -33,6 +34,10 @@ export async function main(argv: string[]): Promise<number> {
   };
   const handler = own[verb];
   if (!handler) return forwardToPython(argv);
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${handler[1]}\n`);
+    return 0;
+  }
   try {
     return await handler[0](rest);
   } catch (e) {

@@ -1,14 +1,12 @@
 // `dmfr run [CONFIG.yaml|json] [--preset quick|paper] [--method M] [--steps N] [--nproc N]
 //           [--set path.to.key=value]... [--out DIR] [--json]`
-import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import { RunController } from '../controller/index.ts';
 import { ProgressBar } from './progress.ts';
+import { CONFIG_OPTIONS, parseCommandLine, UsageError } from './usage.ts';
 
 export const RUN_USAGE = `usage: dmfr run [CONFIG.yaml|json] [--preset quick|paper] [--method M] [--steps N]
                 [--nproc N] [--set path.to.key=value]... [--out DIR] [--json]`;
-
-export class UsageError extends Error {}
 
 function positiveInt(flag: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -17,27 +15,12 @@ function positiveInt(flag: string, v: string | undefined): number | undefined {
 }
 
 export async function runCommand(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        preset: { type: 'string' },
-        method: { type: 'string' },
-        steps: { type: 'string' },
-        nproc: { type: 'string' },
-        set: { type: 'string', multiple: true },
-        out: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseCommandLine(argv, {
+    ...CONFIG_OPTIONS,
+    out: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  });
   if (values.help) {
     process.stdout.write(`${RUN_USAGE}\n`);
     return 0;

@@ -1,29 +1,20 @@
 // `dmfr serve [--host 127.0.0.1] [--port 8080] [--data-dir DIR] [--token T] [--cpu-slots N]`
-import { parseArgs } from 'node:util';
 import { serve } from '../service/service.ts';
-import { UsageError } from './run.ts';
+import { parseCommandLine, UsageError } from './usage.ts';
 
 export const SERVE_USAGE = `usage: dmfr serve [--host 127.0.0.1] [--port 8080] [--data-dir DIR] [--token T] [--cpu-slots N]
   --token defaults to $DMFR_TOKEN; listening off loopback requires one.`;
 
 export async function serveCommand(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      options: {
-        host: { type: 'string', default: '127.0.0.1' },
-        port: { type: 'string', default: '8080' },
-        'data-dir': { type: 'string', default: process.env.DMFR_DATA_DIR ?? 'dmfr-data' },
-        token: { type: 'string' },
-        'cpu-slots': { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }));
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const { values, positionals } = parseCommandLine(argv, {
+    host: { type: 'string', default: '127.0.0.1' },
+    port: { type: 'string', default: '8080' },
+    'data-dir': { type: 'string', default: process.env.DMFR_DATA_DIR ?? 'dmfr-data' },
+    token: { type: 'string' },
+    'cpu-slots': { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  });
+  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   if (values.help) {
     process.stdout.write(`${SERVE_USAGE}\n`);
     return 0;
