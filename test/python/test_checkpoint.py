@@ -144,4 +144,5 @@ def test_loads_without_the_safe_globals_context_manager(tmp_path, monkeypatch):
     before = list(torch.serialization.get_safe_globals())
     path = save_checkpoint(tmp_path, 1, training_state(1), keep_last=1)
     assert load_checkpoint(path)["rng"]["numpy"][1].dtype == np.uint32
-    assert list(torch.serialization.get_safe_globals()) == before
+    # torch >= 2.5 keeps the allowlist in a set: compare contents, not order
+    assert set(torch.serialization.get_safe_globals()) == set(before)

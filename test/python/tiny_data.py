@@ -33,7 +33,7 @@ BASE_CONFIG = {
               "log_every": 1, "checkpoint_every": 0, "keep_last": 3, "deterministic": False},
     "sampler": {"kind": "real", "mix_ratio": [1, 1], "identity_balanced": False, "chunk_steps": 4, "credit": 4},
     "runtime": {"device": "cpu", "bind": "127.0.0.1", "nnodes": 1, "advertise": "", "curve": False, "master_port": 0,
-                "heartbeat_s": 0.5, "rank_timeout_s": 60,
+                "heartbeat_s": 0.5, "rank_timeout_s": 60, "startup_timeout_s": 120,
                 "controller_timeout_s": 15, "stop_grace_s": 10, "threads_per_rank": 1},
 }
 

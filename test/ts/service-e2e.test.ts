@@ -192,12 +192,14 @@ describe.skipIf(!HAVE_PYTHON)('dmfr serve end to end', () => {
     const live = collect(client, exp.id);
     await live.until(() => live.events.some((e) => e.kind === 'log' && e.data.join_file), 120_000, 'the join announcement');
     const announced = live.events.find((e) => e.kind === 'log')!;
-    expect(announced.data.message).toMatch(/waiting for 1 more node\(s\); on node K \(1 … 1\) run: dmfr join .*join\.json --node-rank K /);
+    expect(announced.data.message).toMatch(/waiting for 1 more node\(s\) \(runtime\.startup_timeout_s = 120 s\); on node K \(1 … 1\) run: dmfr join .*join\.json --node-rank K /);
     expect(announced.data.message).toContain(`dmfr join --experiment ${exp.id} --server <this service> --node-rank K`);
     expect((await client.getExperiment(exp.id)).devices).toHaveLength(1); // one rank per node: one slot here
     const info = await client.joinInfo(exp.id); // what `dmfr join --experiment` uses
     expect(info).toMatchObject({ run_id: `${exp.id}-a1`, nnodes: 2, nproc_per_node: 1 });
-    // The other slot stays free: a one-rank experiment runs to completion while node 1 is missing.
+    const node1 = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/dmfr.js'), 'join', String(announced.data.join_file), '--node-rank', '1'], { stdio: 'ignore' });
+    const joined = new Promise<number | null>((resolve) => node1.once('exit', resolve));
+    // The other slot stays free: a one-rank experiment runs to completion beside it.
     const other = await client.createExperiment({ preset: 'quick', steps: 5, nproc: 1, set: TINY, name: 'alongside' });
     const otherLive = collect(client, other.id);
     await otherLive.done;
@@ -209,8 +211,6 @@ describe.skipIf(!HAVE_PYTHON)('dmfr serve end to end', () => {
     lost.stderr!.on('data', (d: Buffer) => (lostSaid += d.toString()));
     expect(await new Promise((resolve) => lost.once('exit', resolve))).toBe(4);
     expect(lostSaid).toContain('experiment exp-nope: 404 not_found: experiment exp-nope does not exist');
-    const node1 = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/dmfr.js'), 'join', String(announced.data.join_file), '--node-rank', '1'], { stdio: 'ignore' });
-    const joined = new Promise<number | null>((resolve) => node1.once('exit', resolve));
     await live.done;
     expect(live.states().at(-1)).toBe('COMPLETED');
     expect(live.events.filter((e) => e.kind === 'metrics').map((e) => e.data.step)).toEqual(Array.from({ length: 20 }, (_, i) => i));
@@ -247,6 +247,27 @@ describe.skipIf(!HAVE_PYTHON)('dmfr serve end to end', () => {
     expect(await agentExit).toBe(0);
     expect(said).toContain(`experiment ${exp.id} ended CANCELED`);
   }, 400_000);
+
+  it('a join agent stopped by SIGTERM stops its node\'s ranks and exits 143', async () => {
+    const { url } = await startServer();
+    const client = new Client(url);
+    const exp = await client.createExperiment({ preset: 'quick', steps: 2000, nproc: 2, set: [...TINY, 'runtime.nnodes=2'], name: 'agent-term' });
+    const live = collect(client, exp.id);
+    const agent = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/dmfr.js'), 'join', '--experiment', exp.id, '--server', url, '--node-rank', '1'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let said = '';
+    agent.stderr!.on('data', (d: Buffer) => (said += d.toString()));
+    const agentExit = new Promise<number | null>((resolve) => agent.once('exit', resolve));
+    await live.until(() => live.events.filter((e) => e.kind === 'metrics').length >= 3, 120_000, 'steps on both nodes');
+    const node1Rank = rankPid(`${exp.id}-a1`, 1)!;
+    agent.kill('SIGTERM');
+    expect(await agentExit).toBe(143);
+    expect(said).toContain(`leaving run ${exp.id}-a1: SIGTERM`);
+    await waitFor(() => !runPids(`${exp.id}-a1`).includes(node1Rank), 30_000, "node 1's rank to exit");
+    await client.stop(exp.id);
+    await live.done;
+  }, 300_000);
 
   it('reconciles the store when the service is SIGKILLed and started again', async () => {
     const first = await startServer();

@@ -14,23 +14,31 @@ import { ApiRequestError, Client } from '../sdk/client.ts';
 import { TERMINAL, type State } from '../service/states.ts';
 import { parseCommandLine, UsageError } from './usage.ts';
 
-export const JOIN_USAGE = `usage: dmfr join JOIN.json --node-rank K
+export const JOIN_USAGE = `usage: dmfr join JOIN.json --node-rank K [--log-dir DIR]
        dmfr join --experiment ID --node-rank K [--server URL] [--token T] [--log-dir DIR]
   JOIN.json is <run_dir>/join.json of the run (it holds the run's key: copy it privately);
   K is this node's rank, 1 … nnodes-1.
   --experiment: follow a multi-node experiment of \`dmfr serve\` and join each of its attempts
   (first launch, restarts, resumes) until it ends; exits 0 then. --server defaults to
-  $DMFR_SERVER or http://127.0.0.1:8080, --token to $DMFR_TOKEN; rank logs go to --log-dir
-  (default: a new temporary folder).`;
+  $DMFR_SERVER or http://127.0.0.1:8080, --token to $DMFR_TOKEN.
+  Rank logs go to --log-dir (default: beside JOIN.json; with --experiment, a new temporary folder).`;
 
 const POLL_MS = 1000;
+/** States in which no attempt runs and none starts until someone acts. */
+const SETTLED: ReadonlySet<string> = new Set(['QUEUED', 'PAUSED']);
 /** The service may restart (it reconciles its experiments): keep trying this long before giving up. */
 const UNREACHABLE_GIVE_UP_MS = 120_000;
 
-const unreachable = (e: unknown): e is TypeError => e instanceof TypeError && /fetch failed/.test(e.message);
+interface NodeRun {
+  runId: string;
+  /** Resolves with torchrun's exit code. */
+  done: Promise<number>;
+  /** SIGTERM → grace → SIGKILL for this node's torchrun and its ranks. */
+  stop(): Promise<void>;
+}
 
-/** Run this node's torchrun for one attempt; resolves with its exit code. */
-async function runNode(info: JoinInfo, nodeRank: number, logDir: string): Promise<number> {
+/** Start this node's torchrun for one attempt. */
+function startNode(info: JoinInfo, nodeRank: number, logDir: string): NodeRun {
   const launched = launchRanks({
     nproc: info.nproc_per_node,
     threadsPerRank: info.threads_per_rank,
@@ -46,13 +54,22 @@ async function runNode(info: JoinInfo, nodeRank: number, logDir: string): Promis
     },
   });
   process.stderr.write(`dmfr join: node ${nodeRank}/${info.nnodes} of run ${info.run_id}: ${info.nproc_per_node} rank(s) started\n`);
-  const stop = () => void terminate({ runId: info.run_id, groups: [launched.child.pid!] }, 10);
+  const done = new Promise<number>((resolve) => launched.child.once('exit', (c, sig) => resolve(c ?? (sig ? 128 + 15 : 1)))).then((code) => {
+    if (code !== 0) process.stderr.write(`dmfr join: torchrun exited with ${code}; last lines:\n${launched.tail().slice(-10).join('\n')}\n`);
+    return code;
+  });
+  return { runId: info.run_id, done, stop: async () => void (await terminate({ runId: info.run_id, groups: [launched.child.pid!] }, 10)) };
+}
+
+/** One attempt from a join file; a signal stops its ranks. */
+async function runNode(info: JoinInfo, nodeRank: number, logDir: string): Promise<number> {
+  const node = startNode(info, nodeRank, logDir);
+  const stop = () => void node.stop();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  const code = await new Promise<number>((resolve) => launched.child.once('exit', (c, sig) => resolve(c ?? (sig ? 128 + 15 : 1))));
+  const code = await node.done;
   process.off('SIGINT', stop);
   process.off('SIGTERM', stop);
-  if (code !== 0) process.stderr.write(`dmfr join: torchrun exited with ${code}; last lines:\n${launched.tail().slice(-10).join('\n')}\n`);
   return code;
 }
 
@@ -64,54 +81,106 @@ function checkNodeRank(raw: string | undefined, nnodes: number): number {
   return nodeRank;
 }
 
-/** The agent: poll the experiment; join each attempt once; stop when the experiment ends. */
+/** What the agent sees of the experiment at one poll. */
+type Seen =
+  | { kind: 'ended'; state: string }
+  | { kind: 'attempt'; state: string; info: JoinInfo | null } // null: no attempt to join now (queued, restarting, paused, stopping…)
+  | { kind: 'gone'; code: number; message: string }
+  | { kind: 'unreachable'; why: string };
+
+// A restarting service, or the reverse proxy in front of it, answers 5xx or not at all.
+const transient = (e: unknown): string | null =>
+  e instanceof ApiRequestError && e.status >= 500
+    ? e.message
+    : e instanceof TypeError && /fetch failed/.test(e.message)
+      ? ((e.cause as Error | undefined)?.message ?? e.message)
+      : null;
+
+async function look(client: Client, id: string): Promise<Seen> {
+  try {
+    const exp = await client.getExperiment(id);
+    if (TERMINAL.has(exp.state as State)) return { kind: 'ended', state: exp.state };
+    try {
+      return { kind: 'attempt', state: exp.state, info: await client.joinInfo(id) };
+    } catch (e) {
+      if (e instanceof ApiRequestError && e.status === 409) return { kind: 'attempt', state: exp.state, info: null };
+      throw e;
+    }
+  } catch (e) {
+    const why = transient(e);
+    if (why !== null) return { kind: 'unreachable', why };
+    if (e instanceof ApiRequestError) return { kind: 'gone', code: e.status === 404 ? 4 : 1, message: e.message };
+    throw e;
+  }
+}
+
+/** The agent: join each attempt of the experiment once, leave an attempt the service has moved
+ *  on from, and stop when the experiment ends. */
 async function followExperiment(client: Client, id: string, rawRank: string | undefined, logDir: string): Promise<number> {
+  if (!/^[1-9][0-9]*$/.test(rawRank ?? '')) throw new UsageError(`--node-rank: expected an integer ≥ 1, got '${rawRank ?? ''}'`);
   const joined = new Set<string>();
-  let interrupted = false;
-  const onSignal = () => (interrupted = true);
+  let node: (NodeRun & { exited: boolean }) | null = null;
+  let signal: NodeJS.Signals | null = null;
+  const onSignal = (s: NodeJS.Signals) => {
+    signal = s;
+    void node?.stop();
+  };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  const leave = async (why: string) => {
+    if (!node) return;
+    if (!node.exited) {
+      process.stderr.write(`dmfr join: leaving run ${node.runId}: ${why}\n`);
+      await node.stop();
+    }
+    await node.done;
+    node = null;
+  };
   let unreachableSince: number | null = null;
   try {
-    while (!interrupted) {
-      let exp;
-      try {
-        exp = await client.getExperiment(id);
-        unreachableSince = null;
-      } catch (e) {
-        if (e instanceof ApiRequestError) {
-          process.stderr.write(`dmfr join: experiment ${id}: ${e.message}\n`);
-          return e.status === 404 ? 4 : 1;
-        }
-        if (!unreachable(e)) throw e;
+    while (signal === null) {
+      const seen = await look(client, id);
+      if (seen.kind === 'unreachable') {
         unreachableSince ??= Date.now();
         if (Date.now() - unreachableSince > UNREACHABLE_GIVE_UP_MS) {
-          process.stderr.write(`dmfr join: cannot reach the service (${(e.cause as Error | undefined)?.message ?? e.message}) for ${UNREACHABLE_GIVE_UP_MS / 1000} s; giving up\n`);
+          await leave('the service is unreachable');
+          process.stderr.write(`dmfr join: cannot reach the service (${seen.why}) for ${UNREACHABLE_GIVE_UP_MS / 1000} s; giving up\n`);
           return 1;
         }
-        await sleep(POLL_MS);
-        continue;
+      } else {
+        unreachableSince = null;
       }
-      if (TERMINAL.has(exp.state as State)) {
-        process.stderr.write(`dmfr join: experiment ${id} ended ${exp.state}\n`);
+      if (seen.kind === 'gone') {
+        await leave('the experiment is gone');
+        process.stderr.write(`dmfr join: experiment ${id}: ${seen.message}\n`);
+        return seen.code;
+      }
+      if (seen.kind === 'ended') {
+        await leave(`the experiment ended ${seen.state}`);
+        process.stderr.write(`dmfr join: experiment ${id} ended ${seen.state}\n`);
         return 0;
       }
-      let info: JoinInfo | null = null;
-      try {
-        info = await client.joinInfo(id);
-      } catch (e) {
-        // 409 not_joinable: between attempts (queued, restarting, paused) — wait for the next one
-        if (!(e instanceof ApiRequestError && e.status === 409) && !unreachable(e)) throw e;
+      if (seen.kind === 'attempt') {
+        // The service has settled the attempt this node runs (a newer attempt is live, or none is
+        // and none is coming soon): do not wait for its ranks to notice, the next attempt's node 0
+        // is waiting for this node. While it is only stopping (a checkpoint, a pause), let it finish.
+        if (node && ((seen.info && seen.info.run_id !== node.runId) || SETTLED.has(seen.state))) await leave('the service moved on from it');
+        if (!node && seen.info && !joined.has(seen.info.run_id) && signal === null) {
+          joined.add(seen.info.run_id);
+          const started = startNode(seen.info, checkNodeRank(rawRank, seen.info.nnodes), logDir);
+          const tracked: NodeRun & { exited: boolean } = { ...started, exited: false };
+          void started.done.then((code) => {
+            tracked.exited = true;
+            process.stderr.write(`dmfr join: run ${started.runId} ended on this node (torchrun exit ${code})\n`);
+          });
+          node = tracked;
+        }
       }
-      if (info && !joined.has(info.run_id)) {
-        joined.add(info.run_id);
-        const code = await runNode(info, checkNodeRank(rawRank, info.nnodes), logDir);
-        process.stderr.write(`dmfr join: run ${info.run_id} ended on this node (torchrun exit ${code})\n`);
-        continue;
-      }
+      if (node?.exited) node = null;
       await sleep(POLL_MS);
     }
-    return 130;
+    await leave(`${signal}`);
+    return signal === 'SIGTERM' ? 143 : 130;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -152,6 +152,11 @@ export const RuntimeConfig = Type.Object(
     master_port: Type.Integer({ minimum: 0, maximum: 65535, default: 0, description: "torchrun's rendezvous port for nnodes > 1; 0: a free port" }),
     heartbeat_s: Type.Number({ exclusiveMinimum: 0, default: 1 }),
     rank_timeout_s: Type.Number({ exclusiveMinimum: 0, default: 60 }),
+    startup_timeout_s: Type.Number({
+      exclusiveMinimum: 0,
+      default: 120,
+      description: "from torchrun's launch to every rank's hello (importing torch; with nnodes > 1 also waiting for the other nodes to join)",
+    }),
     controller_timeout_s: Type.Number({ exclusiveMinimum: 0, default: 15 }),
     stop_grace_s: Type.Number({ minimum: 0, default: 10 }),
     threads_per_rank: Type.Integer({ minimum: 0, default: 0, description: 'torch threads per rank; 0: cores / nproc' }),

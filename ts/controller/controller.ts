@@ -20,7 +20,6 @@ import { isAlive, terminate } from './processes.ts';
 import { RateMeter, type RunStatus, type RunSummary } from './summary.ts';
 
 /** How long a rank may take from launch to its hello (importing torch) when rank_timeout_s is shorter. */
-export const STARTUP_TIMEOUT_S = 120;
 
 export interface RunOptions {
   config: RunConfig;
@@ -468,10 +467,11 @@ export class RunController extends EventEmitter {
     for (let rank = 0; rank < this.config.train.nproc; rank++) {
       const r = this.ranks.get(rank);
       const lastSeen = r?.lastSeen ?? this.startedAt;
-      // Before its hello a rank is importing torch, which says nothing; allow it longer.
-      const limitS = r ? rt.rank_timeout_s : Math.max(rt.rank_timeout_s, STARTUP_TIMEOUT_S);
+      // Before its hello a rank is importing torch (and on several nodes, torchrun starts no rank
+      // until every node has joined), which says nothing; allow it longer.
+      const limitS = r ? rt.rank_timeout_s : Math.max(rt.rank_timeout_s, rt.startup_timeout_s);
       if (!r?.bye && now - lastSeen > limitS * 1000) {
-        const what = r ? `runtime.rank_timeout_s = ${rt.rank_timeout_s}` : `no hello within ${limitS} s of the launch`;
+        const what = r ? `runtime.rank_timeout_s = ${rt.rank_timeout_s}` : `no hello within ${limitS} s of the launch (runtime.startup_timeout_s)`;
         this.fail(`rank ${rank} sent nothing for ${((now - lastSeen) / 1000).toFixed(1)} s (${what})`);
         return;
       }

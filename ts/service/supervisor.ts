@@ -69,9 +69,12 @@ export class Supervisor {
     this.scheduler.enqueue(row.id, localRanks(row), row.priority);
   }
 
-  /** The live attempt's join file, while it runs (multi-node experiments only). */
+  /** The live attempt's join file while it starts or runs (multi-node experiments only); not
+   *  while it stops, so that a node that (re)joins late never joins an attempt on its way out. */
   joinFile(id: string): string | null {
-    return this.live.has(id) ? (this.joinFiles.get(id) ?? null) : null;
+    const state = this.store.getExperiment(id)?.state;
+    if (!this.live.has(id) || (state !== 'STARTING' && state !== 'RUNNING')) return null;
+    return this.joinFiles.get(id) ?? null;
   }
 
   create(req: CreateRequest): ExperimentRow {
@@ -121,9 +124,10 @@ export class Supervisor {
           // `dmfr join` again after every restart or resume.
           onJoin: ({ joinFile, nnodes }) => {
             this.joinFiles.set(id, joinFile);
+            const timeoutS = (row.config as { runtime?: { startup_timeout_s?: number } }).runtime?.startup_timeout_s;
             const message =
-              `waiting for ${nnodes - 1} more node(s); on node K (1 … ${nnodes - 1}) run: dmfr join ${joinFile} --node-rank K ` +
-              `(or, joining every attempt: dmfr join --experiment ${id} --server <this service> --node-rank K)`;
+              `waiting for ${nnodes - 1} more node(s) (runtime.startup_timeout_s = ${timeoutS} s); on node K (1 … ${nnodes - 1}) run: ` +
+              `dmfr join ${joinFile} --node-rank K (or, joining every attempt: dmfr join --experiment ${id} --server <this service> --node-rank K)`;
             this.bus.publish(this.store.appendEvent(id, 'log', { message, join_file: joinFile, nnodes }));
             this.log.info({ experiment: id, joinFile }, message);
           },

@@ -74,7 +74,7 @@ export const experimentRoutes: FastifyPluginAsyncTypebox<ServiceContext> = async
     );
   }
 
-  // What `dmfr join --service` on another host needs to start its node of the live attempt
+  // What `dmfr join --experiment` on another host needs to start its node of the live attempt
   // (docs/multinode.md). It holds the attempt's HMAC key: serve it with a token, over TLS
   // (a reverse proxy) across networks you do not trust.
   app.get('/experiments/:id/join', { schema: { params: IdParams, response: { 200: JoinInfo, ...errorRefs } } }, async (req) => {
@@ -83,7 +83,7 @@ export const experimentRoutes: FastifyPluginAsyncTypebox<ServiceContext> = async
     const file = supervisor.joinFile(row.id);
     if (!file) {
       const nnodes = (row.config as { runtime?: { nnodes?: number } }).runtime?.nnodes ?? 1;
-      const why = nnodes > 1 ? `no attempt of it is running (state ${row.state})` : 'it runs on one node (runtime.nnodes = 1)';
+      const why = nnodes > 1 ? `no attempt of it is starting or running (state ${row.state})` : 'it runs on one node (runtime.nnodes = 1)';
       throw new ApiError(409, 'not_joinable', `experiment ${row.id} has no node to join: ${why}`, { state: row.state });
     }
     return readJoinInfo(file);
