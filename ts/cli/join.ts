@@ -119,20 +119,24 @@ async function look(client: Client, id: string): Promise<Seen> {
 async function followExperiment(client: Client, id: string, rawRank: string | undefined, logDir: string): Promise<number> {
   if (!/^[1-9][0-9]*$/.test(rawRank ?? '')) throw new UsageError(`--node-rank: expected an integer ≥ 1, got '${rawRank ?? ''}'`);
   const joined = new Set<string>();
-  let node: (NodeRun & { exited: boolean }) | null = null;
+  let node: (NodeRun & { exited: boolean; stopping: boolean }) | null = null;
   let signal: NodeJS.Signals | null = null;
+  /** Stop this node's ranks of the current attempt, once. */
+  const stopNode = async (why: string) => {
+    if (!node || node.exited || node.stopping) return;
+    node.stopping = true;
+    process.stderr.write(`dmfr join: leaving run ${node.runId}: ${why}\n`);
+    await node.stop();
+  };
   const onSignal = (s: NodeJS.Signals) => {
     signal = s;
-    void node?.stop();
+    void stopNode(s);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   const leave = async (why: string) => {
     if (!node) return;
-    if (!node.exited) {
-      process.stderr.write(`dmfr join: leaving run ${node.runId}: ${why}\n`);
-      await node.stop();
-    }
+    await stopNode(why);
     await node.done;
     node = null;
   };
@@ -168,7 +172,7 @@ async function followExperiment(client: Client, id: string, rawRank: string | un
         if (!node && seen.info && !joined.has(seen.info.run_id) && signal === null) {
           joined.add(seen.info.run_id);
           const started = startNode(seen.info, checkNodeRank(rawRank, seen.info.nnodes), logDir);
-          const tracked: NodeRun & { exited: boolean } = { ...started, exited: false };
+          const tracked = { ...started, exited: false, stopping: false };
           void started.done.then((code) => {
             tracked.exited = true;
             process.stderr.write(`dmfr join: run ${started.runId} ended on this node (torchrun exit ${code})\n`);
