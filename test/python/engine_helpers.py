@@ -1,6 +1,7 @@
-"""Shared helpers for the engine tests: a small run config and a saved training checkpoint."""
+"""Shared helpers for the engine tests: a small run config, a saved training checkpoint, images."""
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from dmfr.checkpoint import save_checkpoint
@@ -44,3 +45,16 @@ def arcface_torch_state_dict(arch, seed=0):
         else:
             state[name] = torch.randn(shape, generator=g) * 0.05
     return state
+
+
+def write_random_images(folder, count, size=40, seed=0) -> list[Path]:
+    """`count` random RGB PNGs 0.png … in `folder` (created), as real image files for the CLIs."""
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    paths = [folder / f"{i}.png" for i in range(count)]
+    for path in paths:
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
+    return paths

@@ -11,20 +11,11 @@ from torch import nn
 from dmfr.checkpoint import load_checkpoint
 from dmfr.errors import ConfigError
 from dmfr.trainer import Trainer, local_plans
-from tiny_data import TinyFaceDataset, tiny_config
+from tiny_data import TinyFaceDataset, one_thread, params, tiny_config  # noqa: F401 - one_thread: autouse fixture
 
 # A step the GradScaler skips (inf/NaN gradients) leaves the optimizer unstepped while the
 # scheduler still steps, as in arcface_torch; torch warns about that order the first time.
 skipped_step_warning = pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    torch.set_num_threads(1)
-
-
-def params(trainer):
-    return {k: v.detach().clone() for k, v in trainer.method.named_parameters()}
 
 
 def watch_convs(trainer):

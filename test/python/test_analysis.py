@@ -151,8 +151,7 @@ def test_roc_points_follow_the_threshold_readoff():
 def test_similarity_after_filter(tmp_path, capsys):
     """`--apply-filter` passes synthetic features (only) through the filter method's F."""
     import torch
-    from PIL import Image
-    from engine_helpers import save_training_checkpoint, small_config
+    from engine_helpers import save_training_checkpoint, small_config, write_random_images
 
     from dmfr.embed import Embedder
 
@@ -164,12 +163,8 @@ def test_similarity_after_filter(tmp_path, capsys):
     state = torch.load(ckpt, weights_only=False)
     state["method"]["filter.fc2.weight"] = torch.randn_like(state["method"]["filter.fc2.weight"])
     torch.save(state, ckpt)
-    rng = np.random.default_rng(0)
-    (tmp_path / "imgs").mkdir()
-    lines = []
-    for i in range(8):
-        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
-        lines.append(f"{i}.png id{i % 2} {'synthetic' if i >= 4 else 'real'}")
+    write_random_images(tmp_path / "imgs", 8)
+    lines = [f"{i}.png id{i % 2} {'synthetic' if i >= 4 else 'real'}" for i in range(8)]
     (tmp_path / "samples.txt").write_text("\n".join(lines) + "\n")
     argv = ["analyze", "similarity", "--checkpoint", str(ckpt), "--images", str(tmp_path / "imgs"),
             "--samples", str(tmp_path / "samples.txt"), "--apply-filter", "--json"]

@@ -102,21 +102,15 @@ def test_lfw_pairs_parse_and_errors(tmp_path):
         ("Bo_B/Bo_B_0002.jpg", "Bo_B/Bo_B_0003.jpg", True),
         ("Ann/Ann_0002.jpg", "Bo_B/Bo_B_0001.jpg", False)]
     assert [parsed.fold_of(i) for i in range(4)] == [0, 0, 1, 1]
-    p.write_text("2 1\nAnn 1 2\nAnn 1 Bo 3\nBo 2\nAnn 2 Bo 1\n")
-    with pytest.raises(DataError, match=r"pairs.txt:4: a same-person line is 'name i j'"):
-        read_pairs(str(p))
-    p.write_text("1 1\nAnn 1 2\nAnn 1 Bo\n")
-    with pytest.raises(DataError, match=r"pairs.txt:3: a different-person line is 'name1 i name2 j'"):
-        read_pairs(str(p))
-    p.write_text("1 1\nAnn one 2\nAnn 1 Bo 3\n")
-    with pytest.raises(DataError, match=r"pairs.txt:2: expected an image number, got 'one'"):
-        read_pairs(str(p))
-    p.write_text("ten 300\n")
-    with pytest.raises(DataError, match=r"pairs.txt:1: expected 'folds pairs'"):
-        read_pairs(str(p))
-    p.write_text("1 2\nAnn 1 2\nAnn 1 Bo 3\n")
-    with pytest.raises(DataError, match=r"= 4 lines, found 2"):
-        read_pairs(str(p))
+    bad = [("2 1\nAnn 1 2\nAnn 1 Bo 3\nBo 2\nAnn 2 Bo 1\n", r"pairs.txt:4: a same-person line is 'name i j'"),
+           ("1 1\nAnn 1 2\nAnn 1 Bo\n", r"pairs.txt:3: a different-person line is 'name1 i name2 j'"),
+           ("1 1\nAnn one 2\nAnn 1 Bo 3\n", r"pairs.txt:2: expected an image number, got 'one'"),
+           ("ten 300\n", r"pairs.txt:1: expected 'folds pairs'"),
+           ("1 2\nAnn 1 2\nAnn 1 Bo 3\n", r"= 4 lines, found 2")]
+    for text, error in bad:
+        p.write_text(text)
+        with pytest.raises(DataError, match=error):
+            read_pairs(str(p))
 
 
 def test_real_orl_folder():

@@ -222,18 +222,12 @@ def test_cli_templates_features_file(tmp_path, capsys):
 
 
 def test_cli_templates_checkpoint(tmp_path, capsys):
-    from PIL import Image
-    from engine_helpers import save_training_checkpoint
+    from engine_helpers import save_training_checkpoint, write_random_images
 
     from dmfr.embed import Embedder
 
-    rng = np.random.default_rng(0)
-    (tmp_path / "imgs").mkdir()
-    lines = []
-    for i in range(8):
-        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
-        lines.append(f"{i}.png {i // 2} {i}")
-    _write(tmp_path / "media.txt", lines)
+    write_random_images(tmp_path / "imgs", 8)
+    _write(tmp_path / "media.txt", [f"{i}.png {i // 2} {i}" for i in range(8)])
     _write(tmp_path / "pairs.txt", ["0 1 0", "0 2 0", "1 3 0", "2 3 0", "0 0 1", "3 3 1"])
     ckpt, _ = save_training_checkpoint(tmp_path / "ck")
     assert main(["eval", "templates", "--media", str(tmp_path / "media.txt"), "--pairs", str(tmp_path / "pairs.txt"),

@@ -5,16 +5,7 @@ import torch
 from torch import nn
 
 from dmfr.trainer import Trainer, flip_mask, local_plans
-from tiny_data import TinyFaceDataset, tiny_config
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    torch.set_num_threads(1)
-
-
-def params(trainer):
-    return {k: v.detach().clone() for k, v in trainer.method.named_parameters()}
+from tiny_data import TinyFaceDataset, one_thread, params, tiny_config  # noqa: F401 - one_thread: autouse fixture
 
 
 def test_loss_falls():

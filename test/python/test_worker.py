@@ -3,6 +3,7 @@
 One rank without torchrun (the 2-rank path runs in test_ddp.py and in the TypeScript end-to-end
 test): the protocol sequence, `stop`, an error, a silent controller (exit 3) and SIGTERM.
 """
+import contextlib
 import json
 import os
 import signal
@@ -15,17 +16,10 @@ import numpy as np
 import pytest
 
 from dmfr.wire import RANK_CONTROL_TYPES, RANK_EVENT_TYPES, decode
-from test_wire import KEY, RUN, Controller
+from test_wire import KEY, RUN, controller  # noqa: F401 - the fixture: a real ROUTER + PULL pair
 from tiny_data import tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def controller():
-    c = Controller()
-    yield c
-    c.close()
 
 
 def start_worker(controller, tmp_path, *args):
@@ -35,6 +29,16 @@ def start_worker(controller, tmp_path, *args):
                DMFR_RUN_DIR=str(tmp_path), DMFR_DEVICE="cpu")
     return subprocess.Popen([sys.executable, "-m", "dmfr.worker", *args], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@contextlib.contextmanager
+def running_worker(controller, tmp_path, *args):
+    """A `python -m dmfr.worker` process and the controller's session with it; killed on the way out."""
+    proc = start_worker(controller, tmp_path, *args)
+    try:
+        yield proc, Session(controller)
+    finally:
+        proc.kill()
 
 
 def config(steps=6, **sections):
@@ -91,9 +95,7 @@ class Session:
 
 
 def test_worker_speaks_the_protocol_end_to_end(controller, tmp_path):
-    proc = start_worker(controller, tmp_path)
-    try:
-        s = Session(controller)
+    with running_worker(controller, tmp_path) as (proc, s):
         cfg = config(steps=6, sampler={"chunk_steps": 3, "credit": 2})
         ready = s.handshake(cfg)
         assert ready.body["num_samples"] == len(ready.buffers["labels"]) and ready.body["start_step"] == 0
@@ -103,8 +105,6 @@ def test_worker_speaks_the_protocol_end_to_end(controller, tmp_path):
         s.plan(3, 3, last=True)
         bye = s.drain_events("bye")
         assert proc.wait(60) == 0
-    finally:
-        proc.kill()
     assert bye.body.pop("train_time_s") > 0
     assert bye.body == {"reason": "completed", "last_step": 5}
     metrics = s.of("metrics")
@@ -120,28 +120,20 @@ def test_worker_resumes_from_a_checkpoint(controller, tmp_path):
     from dmfr.checkpoint import latest_checkpoint
 
     cfg = config(steps=4, sampler={"chunk_steps": 2, "credit": 2})
-    proc = start_worker(controller, tmp_path)
-    try:
-        s = Session(controller)
+    with running_worker(controller, tmp_path) as (proc, s):
         s.handshake(cfg)
         s.plan(0, 2, last=False)
         s.plan(2, 2, last=True)
         s.drain_events("bye")
         assert proc.wait(60) == 0
-    finally:
-        proc.kill()
     ckpt = latest_checkpoint(tmp_path / "checkpoints")
     cfg["train"]["steps"] = 6
-    proc = start_worker(controller, tmp_path)
-    try:
-        s = Session(controller)
+    with running_worker(controller, tmp_path) as (proc, s):
         ready = s.handshake(cfg, resume={"checkpoint": str(ckpt)})
         assert ready.body["start_step"] == 4
         s.plan(4, 2, last=True)
         bye = s.drain_events("bye")
         assert proc.wait(60) == 0
-    finally:
-        proc.kill()
     assert bye.body.pop("train_time_s") > 0
     assert bye.body == {"reason": "completed", "last_step": 5}
     assert [m["step"] for m in s.of("metrics")] == [4, 5]
@@ -149,17 +141,13 @@ def test_worker_resumes_from_a_checkpoint(controller, tmp_path):
 
 @pytest.mark.parametrize("checkpoint", [False, True])
 def test_stop_finishes_the_planned_steps(controller, tmp_path, checkpoint):
-    proc = start_worker(controller, tmp_path)
-    try:
-        s = Session(controller)
+    with running_worker(controller, tmp_path) as (proc, s):
         s.handshake(config(steps=40, sampler={"chunk_steps": 4, "credit": 2}))
         s.plan(0, 4, last=False)
         s.plan(4, 4, last=False)
         controller.send(s.identity, "stop", {"reason": "canceled", "final_step": 7, "checkpoint": checkpoint})
         bye = s.drain_events("bye")
         assert proc.wait(60) == 0
-    finally:
-        proc.kill()
     assert bye.body.pop("train_time_s") > 0
     assert bye.body == {"reason": "stopped", "last_step": 7}
     assert [m["step"] for m in s.of("metrics")] == list(range(8))
@@ -172,17 +160,13 @@ def test_stop_finishes_the_planned_steps(controller, tmp_path, checkpoint):
 
 
 def test_an_exception_is_reported_with_its_traceback(controller, tmp_path):
-    proc = start_worker(controller, tmp_path)
-    try:
-        s = Session(controller)
+    with running_worker(controller, tmp_path) as (proc, s):
         s.control()  # hello
         cfg = config()
         cfg["model"]["arch"] = "r_missing"
         controller.send(s.identity, "config", {"config": cfg, "resume": None})
         bye = s.drain_events("bye")
         assert proc.wait(60) == 1
-    finally:
-        proc.kill()
     (error,) = s.of("error")
     assert error["type"] == "ValueError" and "r_missing" in error["message"] and "Traceback" in error["traceback"]
     assert bye.body["reason"] == "error"
@@ -190,32 +174,24 @@ def test_an_exception_is_reported_with_its_traceback(controller, tmp_path):
 
 def test_a_silent_controller_makes_the_rank_exit_with_code_3(controller, tmp_path):
     cfg = config(steps=40, runtime={**config()["runtime"], "controller_timeout_s": 1.0})
-    proc = start_worker(controller, tmp_path)
-    try:
-        s = Session(controller)
+    with running_worker(controller, tmp_path) as (proc, s):
         s.handshake(cfg)  # then no plan and no heartbeat ever again
         t0 = time.monotonic()
         code = proc.wait(30)
         took = time.monotonic() - t0
-    finally:
-        proc.kill()
     assert code == 3
     assert took < 6.0, took
     assert "assuming it is gone" in proc.stderr.read()
 
 
 def test_sigterm_ends_the_rank_promptly(controller, tmp_path):
-    proc = start_worker(controller, tmp_path)
-    try:
-        s = Session(controller)
+    with running_worker(controller, tmp_path) as (proc, s):
         s.handshake(config(steps=40))
         proc.send_signal(signal.SIGTERM)
         t0 = time.monotonic()
         code = proc.wait(20)
         took = time.monotonic() - t0
         bye = s.drain_events("bye", timeout=5)
-    finally:
-        proc.kill()
     assert code == 143 and took < 6.0
     assert bye.body == {"reason": "stopped", "last_step": -1}
 

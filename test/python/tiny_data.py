@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pytest
 import torch
 
 from dmfr.data.base import DomainInfo
@@ -67,3 +68,14 @@ class TinyFaceDataset:
     def load(self, indices: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(self.images[np.asarray(indices)].astype(np.float32))
         return (x / 255 - 0.5) / 0.5
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """For the trainer tests that import it: one torch thread, so results do not depend on the box."""
+    torch.set_num_threads(1)
+
+
+def params(trainer) -> dict:
+    """A copy of the trainer's parameters, by name."""
+    return {k: v.detach().clone() for k, v in trainer.method.named_parameters()}

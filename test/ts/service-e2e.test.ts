@@ -34,6 +34,15 @@ function startServer(dataDir = newDataDir()): Promise<{ proc: ChildProcess; url:
   });
 }
 
+/** `dmfr ARGS…` as a child process: what it has written to stderr so far, and its exit code. */
+function dmfr(args: string[]) {
+  const proc = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/dmfr.js'), ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let said = '';
+  proc.stderr!.on('data', (d: Buffer) => (said += d.toString()));
+  const exit = new Promise<number | null>((resolve) => proc.once('exit', resolve));
+  return { proc, said: () => said, exit };
+}
+
 // A small model so every run takes seconds; checkpoints every 10 steps for the restart tests.
 const TINY = ['train.checkpoint_every=10', 'runtime.controller_timeout_s=5', 'runtime.stop_grace_s=3'];
 
@@ -197,8 +206,7 @@ describe.skipIf(!HAVE_PYTHON)('dmfr serve end to end', () => {
     expect((await client.getExperiment(exp.id)).devices).toHaveLength(1); // one rank per node: one slot here
     const info = await client.joinInfo(exp.id); // what `dmfr join --experiment` uses
     expect(info).toMatchObject({ run_id: `${exp.id}-a1`, nnodes: 2, nproc_per_node: 1 });
-    const node1 = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/dmfr.js'), 'join', String(announced.data.join_file), '--node-rank', '1'], { stdio: 'ignore' });
-    const joined = new Promise<number | null>((resolve) => node1.once('exit', resolve));
+    const node1 = dmfr(['join', String(announced.data.join_file), '--node-rank', '1']);
     // The other slot stays free: a one-rank experiment runs to completion beside it.
     const other = await client.createExperiment({ preset: 'quick', steps: 5, nproc: 1, set: TINY, name: 'alongside' });
     const otherLive = collect(client, other.id);
@@ -206,15 +214,13 @@ describe.skipIf(!HAVE_PYTHON)('dmfr serve end to end', () => {
     expect(otherLive.states().at(-1)).toBe('COMPLETED');
     await expect(client.joinInfo(other.id)).rejects.toMatchObject({ status: 409, code: 'not_joinable' });
     // an agent for an experiment that does not exist says so and exits 4, as `dmfr exp` does
-    const lost = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/dmfr.js'), 'join', '--experiment', 'exp-nope', '--server', url, '--node-rank', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let lostSaid = '';
-    lost.stderr!.on('data', (d: Buffer) => (lostSaid += d.toString()));
-    expect(await new Promise((resolve) => lost.once('exit', resolve))).toBe(4);
-    expect(lostSaid).toContain('experiment exp-nope: 404 not_found: experiment exp-nope does not exist');
+    const lost = dmfr(['join', '--experiment', 'exp-nope', '--server', url, '--node-rank', '1']);
+    expect(await lost.exit).toBe(4);
+    expect(lost.said()).toContain('experiment exp-nope: 404 not_found: experiment exp-nope does not exist');
     await live.done;
     expect(live.states().at(-1)).toBe('COMPLETED');
     expect(live.events.filter((e) => e.kind === 'metrics').map((e) => e.data.step)).toEqual(Array.from({ length: 20 }, (_, i) => i));
-    expect(await joined).toBe(0);
+    expect(await node1.exit).toBe(0);
   });
 
   it('dmfr join --experiment joins every attempt of a two-node experiment, across a restart', async () => {
@@ -223,12 +229,7 @@ describe.skipIf(!HAVE_PYTHON)('dmfr serve end to end', () => {
     const exp = await client.createExperiment({ preset: 'quick', steps: 2000, nproc: 2, set: [...TINY, 'runtime.nnodes=2'], name: 'agent' });
     const live = collect(client, exp.id);
     const logDir = mkdtempSync(path.join(root, 'agent-'));
-    const agent = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/dmfr.js'), 'join', '--experiment', exp.id, '--server', url, '--node-rank', '1', '--log-dir', logDir], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let said = '';
-    agent.stderr!.on('data', (d: Buffer) => (said += d.toString()));
-    const agentExit = new Promise<number | null>((resolve) => agent.once('exit', resolve));
+    const agent = dmfr(['join', '--experiment', exp.id, '--server', url, '--node-rank', '1', '--log-dir', logDir]);
     await live.until(() => live.events.some((e) => e.kind === 'checkpoint'), 120_000, 'a checkpoint of the first attempt');
     // Rank 0, on the service's host, dies: the service restarts from the checkpoint and the agent joins the new attempt.
     process.kill(rankPid(`${exp.id}-a1`, 0)!, 'SIGKILL');
@@ -238,14 +239,14 @@ describe.skipIf(!HAVE_PYTHON)('dmfr serve end to end', () => {
     const stepsSeen = () => live.events.filter((e) => e.kind === 'metrics').length;
     const before = stepsSeen();
     await live.until(() => stepsSeen() >= before + 5, 120_000, 'steps of the second attempt');
-    expect(said).toContain(`node 1/2 of run ${exp.id}-a1`);
-    expect(said).toContain(`run ${exp.id}-a1 ended on this node`);
-    expect(said).toContain(`node 1/2 of run ${exp.id}-a2`);
+    expect(agent.said()).toContain(`node 1/2 of run ${exp.id}-a1`);
+    expect(agent.said()).toContain(`run ${exp.id}-a1 ended on this node`);
+    expect(agent.said()).toContain(`node 1/2 of run ${exp.id}-a2`);
     await client.stop(exp.id);
     await live.done;
     expect(live.states().at(-1)).toBe('CANCELED');
-    expect(await agentExit).toBe(0);
-    expect(said).toContain(`experiment ${exp.id} ended CANCELED`);
+    expect(await agent.exit).toBe(0);
+    expect(agent.said()).toContain(`experiment ${exp.id} ended CANCELED`);
   }, 400_000);
 
   it('a join agent stopped by SIGTERM stops its node\'s ranks and exits 143', async () => {
@@ -253,17 +254,12 @@ describe.skipIf(!HAVE_PYTHON)('dmfr serve end to end', () => {
     const client = new Client(url);
     const exp = await client.createExperiment({ preset: 'quick', steps: 2000, nproc: 2, set: [...TINY, 'runtime.nnodes=2'], name: 'agent-term' });
     const live = collect(client, exp.id);
-    const agent = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/dmfr.js'), 'join', '--experiment', exp.id, '--server', url, '--node-rank', '1'], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let said = '';
-    agent.stderr!.on('data', (d: Buffer) => (said += d.toString()));
-    const agentExit = new Promise<number | null>((resolve) => agent.once('exit', resolve));
+    const agent = dmfr(['join', '--experiment', exp.id, '--server', url, '--node-rank', '1']);
     await live.until(() => live.events.filter((e) => e.kind === 'metrics').length >= 3, 120_000, 'steps on both nodes');
     const node1Rank = rankPid(`${exp.id}-a1`, 1)!;
-    agent.kill('SIGTERM');
-    expect(await agentExit).toBe(143);
-    expect(said).toContain(`leaving run ${exp.id}-a1: SIGTERM`);
+    agent.proc.kill('SIGTERM');
+    expect(await agent.exit).toBe(143);
+    expect(agent.said()).toContain(`leaving run ${exp.id}-a1: SIGTERM`);
     await waitFor(() => !runPids(`${exp.id}-a1`).includes(node1Rank), 30_000, "node 1's rank to exit");
     await client.stop(exp.id);
     await live.done;

@@ -43,13 +43,9 @@ def _encoded(path: str, image_size: int | None) -> bytes:
     the original file); other formats, or a resize, re-encoded (PNG lossless, JPEG q95)."""
     from PIL import Image
 
-    from dmfr.data.images import decode_image, resize_square
+    from dmfr.data.images import decode_image, read_image_bytes, resize_square
     from dmfr.data.inspection import sniff_extension
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read image: {exc.strerror or exc}") from None
+    data = read_image_bytes(path)
     ext = sniff_extension(data)
     img = decode_image(data, path)  # validate every image before it goes into the pack
     if image_size is None and ext in (".jpg", ".png"):

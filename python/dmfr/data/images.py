@@ -60,15 +60,18 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
     return _decode(io.BytesIO(data), where)
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file to RGB uint8 [H, W, 3]; DataError names the path on failure."""
-    path = os.fspath(path)
+def read_image_bytes(path: str | os.PathLike) -> bytes:
+    """An image file's encoded bytes; DataError names the path when it cannot be read."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
     except OSError as exc:
-        raise DataError(f"{path}: cannot read image: {exc.strerror or exc}") from None
-    return decode_image(data, path)
+        raise DataError(f"{os.fspath(path)}: cannot read image: {exc.strerror or exc}") from None
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file to RGB uint8 [H, W, 3]; DataError names the path on failure."""
+    return decode_image(read_image_bytes(path), os.fspath(path))
 
 
 def resize_square(img: np.ndarray, size: int) -> np.ndarray:
