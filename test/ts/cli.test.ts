@@ -52,6 +52,20 @@ describe('dmfr CLI', () => {
     expect(u.stderr).toMatch(/Unknown option '--bogus'[\s\S]*usage: dmfr run/);
     const s = await dmfr(['run', '--set', 'train.nope=1']);
     expect(s.stderr).toMatch(/--set train.nope=1: train.nope: unknown config path/);
+    const stray = await dmfr(['serve', 'extra']);
+    expect(stray.code).toBe(2);
+    expect(stray.stderr).toMatch(/dmfr serve: unexpected argument 'extra'[\s\S]*usage: dmfr serve/);
+    const rank = await dmfr(['join', '--experiment', 'exp-x', '--node-rank', 'zero']);
+    expect(rank.code).toBe(2);
+    expect(rank.stderr).toMatch(/--node-rank: expected an integer ≥ 1, got 'zero'[\s\S]*usage: dmfr join/);
+  });
+
+  it('prints the usage of every own verb with --help, exit 0', async () => {
+    for (const verb of ['run', 'serve', 'exp', 'join']) {
+      const r = await dmfr([verb, '--help']);
+      expect(r.code, verb).toBe(0);
+      expect(r.stdout, verb).toContain(`usage: dmfr ${verb}`);
+    }
   });
 
   it.skipIf(!HAVE_PYTHON)('forwards other verbs to python -m dmfr.cli with its exit code', async () => {
