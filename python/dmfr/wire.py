@@ -71,7 +71,7 @@ BODY_SCHEMAS: dict[str, dict[str, tuple[str, bool, bool]]] = {
     "checkpoint-saved": {"step": ("int", _R, False), "path": ("str", _R, False), "bytes": ("int", _R, False)},
     "stop": {"reason": ("str", _R, False), "final_step": ("int", _R, False), "checkpoint": ("bool", _O, False)},
     "error": {"message": ("str", _R, False), "type": ("str", _R, False), "traceback": ("str", _R, False),
-              "step": ("int", _R, True)},
+              "step": ("int", _R, True), "input_error": ("bool", _O, False)},
     "bye": {"reason": ("str", _R, False), "last_step": ("int", _R, False), "train_time_s": ("number", _O, False)},
 }
 BYE_REASONS = ("completed", "stopped", "error", "controller_lost")

@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 
 from dmfr.data.registry import build_dataset
-from dmfr.errors import ConfigError, DmfrError
+from dmfr.errors import ConfigError, DataError, DmfrError
 from dmfr.trainer import PlanChunk, Trainer, local_plans, resolve_device
 from dmfr.wire import ControllerLost, Endpoints, RankLink
 
@@ -236,7 +236,9 @@ def run_with_controller(run_dir: str | None) -> int:
             # error. Give the controller (and torchrun) time to see it first, then report.
             message, kind = f"another rank went away during a collective: {message}", "PeerLost"
             time.sleep(PEER_LOST_REPORT_DELAY_S)
-        link.send("error", {"message": message, "type": kind, "traceback": tb, "step": step_box["step"] + 1})
+        # A ConfigError/DataError fails the same way on every launch: say so, so it is not retried.
+        link.send("error", {"message": message, "type": kind, "traceback": tb, "step": step_box["step"] + 1,
+                            "input_error": isinstance(e, (ConfigError, DataError))})
         link.send("bye", {"reason": "error", "last_step": step_box["step"]})
         return EXIT_ERROR
     finally:

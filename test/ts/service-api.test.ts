@@ -25,7 +25,7 @@ function setup(token?: string) {
   const artifacts = new ArtifactStore(store.db);
   const bus = new EventBus();
   const supervisor = new Supervisor(store, bus, new DeviceScheduler('cpu', 1), controllerLauncher(silent), dataDir, silent);
-  const context = { store, artifacts, bus, supervisor, dataDir, pythonJson: runPythonJson };
+  const context = { store, artifacts, bus, supervisor, dataDir, dataRoots: [dataDir], pythonJson: runPythonJson };
   return { dataDir, store, bus, context, app: buildApp({ context, token }) };
 }
 
@@ -141,7 +141,7 @@ describe('HTTP API', () => {
     expect((await app.inject('/experiments/done-1/checkpoints')).json()).toEqual([]);
     const missing = await app.inject('/experiments/done-1/checkpoints/5');
     expect(missing.statusCode).toBe(404);
-    const noCkpt = await app.inject({ method: 'POST', url: '/experiments/done-1/evaluations', payload: { protocol: 'verification', args: [] } });
+    const noCkpt = await app.inject({ method: 'POST', url: '/experiments/done-1/evaluations', payload: { protocol: 'verification', args: { bin: 'lfw.bin' } } });
     expect(noCkpt.statusCode).toBe(400);
     expect(noCkpt.json().message).toContain('no checkpoint');
     const badProtocol = await app.inject({ method: 'POST', url: '/experiments/done-1/evaluations', payload: { protocol: 'astrology' } });

@@ -6,13 +6,14 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { ServiceContext } from './context.ts';
-import { ApiError, ErrorBody } from './errors.ts';
+import { ApiError, ErrorBody, fromFastifyError } from './errors.ts';
 import { artifactRoutes } from './routes/artifacts.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { experimentRoutes } from './routes/experiments.ts';
 import { healthRoutes } from './routes/health.ts';
 import { metricRoutes } from './routes/metrics.ts';
 import * as schemas from './schemas.ts';
+import { BODY_LIMIT, partAwareValidator, registerJsonParser } from './validation.ts';
 
 export interface AppOptions {
   context: ServiceContext;
@@ -25,9 +26,39 @@ export interface AppOptions {
 /** Secrets never reach the logs. */
 export const REDACT = ['req.headers.authorization', 'req.query.access_token', '*.token', '*.key', '*.DMFR_KEY'];
 
-/** A URL with its access_token query value masked. */
+/** Query keys whose values are secrets. */
+const SECRET_KEYS = new Set(['access_token', 'token', 'key']);
+
+function decodedKey(raw: string): string {
+  try {
+    return decodeURIComponent(raw.replaceAll('+', ' '));
+  } catch {
+    return raw;
+  }
+}
+
+/** A URL with its secret query values masked, judged on the decoded key (`access%5Ftoken` too,
+ *  which the query parser decodes to access_token and accepts). */
 export function redactUrl(url: string): string {
-  return url.replace(/([?&]access_token=)[^&#]*/g, '$1[Redacted]');
+  const at = url.indexOf('?');
+  if (at < 0) return url;
+  const hash = url.indexOf('#', at);
+  const query = url.slice(at + 1, hash < 0 ? undefined : hash);
+  const masked = query
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      const key = eq < 0 ? pair : pair.slice(0, eq);
+      return SECRET_KEYS.has(decodedKey(key).toLowerCase()) ? `${key}=[Redacted]` : pair;
+    })
+    .join('&');
+  return `${url.slice(0, at + 1)}${masked}${hash < 0 ? '' : url.slice(hash)}`;
+}
+
+/** A route pattern (`/experiments/:id/stop`) as a regular expression over concrete paths. */
+function routePattern(url: string): RegExp {
+  const escaped = url.split('/').map((part) => (part.startsWith(':') ? '[^/]+' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  return new RegExp(`^${escaped.join('/')}/?$`);
 }
 
 const OPEN_PATHS = new Set(['/health']);
@@ -44,11 +75,20 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
     // Requests are logged by the hook below, with the token masked in the URL.
     disableRequestLogging: true,
-    ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, useDefaults: true } },
+    bodyLimit: BODY_LIMIT,
+    // Bodies are validated without type coercion, query strings and path parameters with it.
+    schemaController: { compilersFactory: { buildValidator: partAwareValidator() as never } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  registerJsonParser(app);
+
+  // Every route's method and pattern, so that a known path with another method answers 405.
+  const routes: { method: string; pattern: RegExp }[] = [];
+  app.addHook('onRoute', (r) => {
+    for (const method of [r.method].flat()) routes.push({ method: String(method), pattern: routePattern(r.url) });
+  });
 
   for (const s of [ErrorBody, schemas.StateSchema, schemas.CheckpointPolicy, schemas.CreateExperiment, schemas.Experiment, schemas.ExperimentList,
-    schemas.MetricSeries, schemas.EventSchema, schemas.Checkpoint, schemas.CreateEvaluation, schemas.Evaluation, schemas.CreateDataset, schemas.Dataset]) {
+    schemas.MetricSeries, schemas.EventSchema, schemas.Checkpoint, schemas.EvaluationArgs, schemas.CreateEvaluation, schemas.Evaluation, schemas.CreateDataset, schemas.Dataset]) {
     app.addSchema(s);
   }
 
@@ -88,11 +128,23 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       const detail = first?.params?.additionalProperty ? `unknown field '${first.params.additionalProperty}'` : first?.message ?? err.message;
       return reply.code(400).send({ code: 'invalid_request', message: `${where}: ${detail}` });
     }
-    if (err.statusCode && err.statusCode < 500) return reply.code(err.statusCode).send({ code: err.code ?? 'bad_request', message: err.message });
+    // Fastify's own 4xx (FST_ERR_CTP_INVALID_JSON_BODY, FST_ERR_CTP_BODY_TOO_LARGE, …) as documented codes.
+    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+      const mapped = fromFastifyError(err.statusCode, err.message);
+      return reply.code(mapped.statusCode).send({ code: mapped.code, message: mapped.message });
+    }
     req.log.error({ err }, 'request failed');
     return reply.code(500).send({ code: 'internal', message: 'internal error; see the service log' });
   });
-  app.setNotFoundHandler((req, reply) => reply.code(404).send({ code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
+  app.setNotFoundHandler((req, reply) => {
+    const where = req.url.split('?')[0]!;
+    const allowed = [...new Set(routes.filter((r) => r.pattern.test(where)).map((r) => r.method))];
+    if (allowed.length > 0) {
+      reply.header('allow', allowed.join(', '));
+      return reply.code(405).send({ code: 'method_not_allowed', message: `${req.method} is not allowed on ${where}; allowed: ${allowed.join(', ')}` });
+    }
+    return reply.code(404).send({ code: 'not_found', message: `no route ${req.method} ${where}` });
+  });
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes, opts.context);

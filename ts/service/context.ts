@@ -1,6 +1,7 @@
 // What every route plugin receives: the stores, the live event bus and the supervisor.
 import type { EventBus } from './bus.ts';
 import type { ArtifactStore, ServiceStore } from './db.ts';
+import type { PythonResult } from './python-cli.ts';
 import type { Supervisor } from './supervisor.ts';
 
 export interface ServiceContext {
@@ -9,6 +10,8 @@ export interface ServiceContext {
   bus: EventBus;
   supervisor: Supervisor;
   dataDir: string;
-  /** Runs `python -m dmfr.cli ARGS… --json` and returns the parsed last stdout line. */
-  pythonJson(args: string[]): Promise<unknown>;
+  /** Directories whose files the API may name (datasets, evaluation inputs); the data dir by default. */
+  dataRoots: string[];
+  /** Runs `python -m dmfr.cli ARGS… --json` (ts/service/python-cli.ts: the last stdout line). */
+  pythonJson(args: string[]): Promise<PythonResult>;
 }

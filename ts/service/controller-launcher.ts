@@ -25,12 +25,18 @@ export function controllerLauncher(log: Logger): Launcher {
     controller.on('join', (joinFile: string) =>
       req.events.onJoin?.({ joinFile, nnodes: (req.config as unknown as RunConfig).runtime.nnodes }),
     );
+    // A rank's ConfigError/DataError (`error` with input_error) fails every launch alike.
+    let inputError = false;
+    controller.on('rank-error', (_rank: number, body: { input_error?: boolean }) => {
+      if (body.input_error) inputError = true;
+    });
     controller.on('checkpoint', (c: { step: number; path: string; bytes: number }) => req.events.onCheckpoint?.(c));
     const done = controller.start().then((s) => ({
       status: s.status,
       steps: s.steps,
       finalLoss: s.final_loss,
       cause: s.cause,
+      inputError: s.status === 'failed' && inputError,
       summary: s as unknown as Record<string, unknown>,
     }));
     return {

@@ -266,7 +266,8 @@ export interface EvaluationRow {
   experiment_id: string;
   checkpoint_step: number | null;
   protocol: string;
-  args: string[];
+  /** The typed evaluation arguments (schemas.ts EvaluationArgs). */
+  args: unknown;
   status: 'running' | 'completed' | 'failed';
   result: unknown;
   error: string | null;
@@ -287,7 +288,7 @@ type Raw<T, K extends keyof T> = Omit<T, K> & { [P in K]: string | null };
 export class ArtifactStore {
   constructor(private readonly db: Database.Database) {}
 
-  createEvaluation(e: { id: string; experimentId: string; checkpointStep: number | null; protocol: string; args: string[] }): EvaluationRow {
+  createEvaluation(e: { id: string; experimentId: string; checkpointStep: number | null; protocol: string; args: unknown }): EvaluationRow {
     this.db
       .prepare(`INSERT INTO evaluations (id, experiment_id, checkpoint_step, protocol, args, status, created_at) VALUES (?, ?, ?, ?, ?, 'running', ?)`)
       .run(e.id, e.experimentId, e.checkpointStep, e.protocol, JSON.stringify(e.args), now());

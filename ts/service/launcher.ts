@@ -14,6 +14,9 @@ export interface RunOutcome {
   steps: number;
   finalLoss: number | null;
   cause: string | null;
+  /** The failure came from the input (a rank's ConfigError or DataError: `error` with
+   *  `input_error: true`), so a restart would fail the same way. */
+  inputError?: boolean;
   summary: Record<string, unknown>;
 }
 

@@ -3,6 +3,15 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { STATES } from './states.ts';
 
+// Bounds (issue #12, item 7): every integer a client sends is a safe integer (≤ 2^53 − 1, which
+// SQLite's 64-bit integers and Python's ints hold exactly), every list and string has a length cap.
+const MAX_INT = Number.MAX_SAFE_INTEGER;
+/** An integer a client may send: bounded below by `minimum`, above by 2^53 − 1 unless told. */
+export const Count = (minimum: number, opts: { maximum?: number; default?: number; description?: string } = {}) =>
+  Type.Integer({ minimum, maximum: MAX_INT, ...opts });
+export const MAX_SETS = 256;
+export const PRIORITY_RANGE = 1000;
+
 export const ExperimentId = Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,63}$', description: 'experiment id' });
 
 export const StateSchema = Type.Union(
@@ -12,9 +21,9 @@ export const StateSchema = Type.Union(
 
 export const CheckpointPolicy = Type.Object(
   {
-    keep_latest: Type.Integer({ minimum: 1, default: 3 }),
-    keep_best: Type.Integer({ minimum: 0, default: 0 }),
-    metric: Type.Union([Type.String(), Type.Null()], { default: null, description: 'metric name reported with checkpoints' }),
+    keep_latest: Count(1, { maximum: 100_000, default: 3 }),
+    keep_best: Count(0, { maximum: 100_000, default: 0 }),
+    metric: Type.Union([Type.String({ maxLength: 200 }), Type.Null()], { default: null, description: 'metric name reported with checkpoints' }),
     smaller_is_better: Type.Boolean({ default: true }),
   },
   { $id: 'CheckpointPolicy', additionalProperties: false },
@@ -24,13 +33,15 @@ export const CreateExperiment = Type.Object(
   {
     name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
     config: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'a run config (docs/config.md), partial' })),
-    preset: Type.Optional(Type.String({ description: 'quick | paper' })),
-    method: Type.Optional(Type.String()),
-    steps: Type.Optional(Type.Integer({ minimum: 1 })),
-    nproc: Type.Optional(Type.Integer({ minimum: 1 })),
-    set: Type.Optional(Type.Array(Type.String(), { description: 'overrides as path.to.key=value, like --set' })),
-    priority: Type.Optional(Type.Integer({ default: 0 })),
-    max_restarts: Type.Optional(Type.Integer({ minimum: 0, default: 2 })),
+    preset: Type.Optional(Type.String({ maxLength: 100, description: 'quick | paper' })),
+    method: Type.Optional(Type.String({ maxLength: 100 })),
+    steps: Type.Optional(Count(1)),
+    nproc: Type.Optional(Count(1, { maximum: 4096 })),
+    set: Type.Optional(
+      Type.Array(Type.String({ maxLength: 4096 }), { maxItems: MAX_SETS, description: `overrides as path.to.key=value, like --set (at most ${MAX_SETS})` }),
+    ),
+    priority: Type.Optional(Type.Integer({ minimum: -PRIORITY_RANGE, maximum: PRIORITY_RANGE, default: 0, description: 'higher first' })),
+    max_restarts: Type.Optional(Count(0, { maximum: 100, default: 2 })),
     checkpoint_policy: Type.Optional(CheckpointPolicy),
   },
   { $id: 'CreateExperiment', additionalProperties: false },
@@ -66,9 +77,9 @@ export const ExperimentList = Type.Object(
 export const ListQuery = Type.Object(
   {
     state: Type.Optional(StateSchema),
-    name: Type.Optional(Type.String()),
+    name: Type.Optional(Type.String({ maxLength: 200 })),
     limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
-    offset: Type.Integer({ minimum: 0, default: 0 }),
+    offset: Count(0, { default: 0 }),
   },
   { additionalProperties: false },
 );
@@ -77,10 +88,10 @@ export const IdParams = Type.Object({ id: ExperimentId });
 
 export const MetricsQuery = Type.Object(
   {
-    names: Type.Optional(Type.String({ description: 'comma-separated metric names' })),
-    from: Type.Optional(Type.Integer({ minimum: 0 })),
-    to: Type.Optional(Type.Integer({ minimum: 0 })),
-    last_event_id: Type.Optional(Type.Integer({ minimum: 0, description: 'SSE replay start when the Last-Event-ID header cannot be set' })),
+    names: Type.Optional(Type.String({ maxLength: 4096, description: 'comma-separated metric names' })),
+    from: Type.Optional(Count(0)),
+    to: Type.Optional(Count(0)),
+    last_event_id: Type.Optional(Count(0, { description: 'SSE replay start when the Last-Event-ID header cannot be set' })),
   },
   { additionalProperties: false },
 );
@@ -99,11 +110,45 @@ export const Checkpoint = Type.Object(
   { $id: 'Checkpoint' },
 );
 
+const FilePath = (description: string) => Type.String({ minLength: 1, maxLength: 4096, description: `${description}; inside a data root` });
+const Fractions = (description: string) =>
+  Type.Array(Type.Number({ exclusiveMinimum: 0, maximum: 1 }), { minItems: 1, maxItems: 32, description });
+
+/** The options of `dmfr eval <protocol>` the service accepts (docs/evaluation.md), as typed fields:
+ *  never a pass-through of CLI arguments. The checkpoint, the device and the output are the
+ *  service's; files are confined to the data roots. Which fields each protocol takes:
+ *  ts/service/evaluation-args.ts. */
+export const EvaluationArgs = Type.Object(
+  {
+    bin: Type.Optional(FilePath('verification: insightface .bin pack')),
+    pairs: Type.Optional(FilePath('verification: LFW pairs.txt; templates: lines "template1 template2 label"')),
+    images: Type.Optional(FilePath('images root for pairs / media / probe and gallery lists')),
+    folds: Type.Optional(Type.Integer({ minimum: 2, maximum: 100, description: 'verification: cross-validation folds' })),
+    pca: Type.Optional(Type.Integer({ minimum: 0, maximum: 4096, description: 'verification: PCA dimensions (0: none)' })),
+    media: Type.Optional(FilePath('templates: lines "image template media [detector_score]"')),
+    no_norm_weight: Type.Optional(Type.Boolean({ description: 'templates: average unit features without norm weighting' })),
+    detector_weight: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('on'), Type.Literal('off')])),
+    fars: Type.Optional(Fractions('templates: target FARs')),
+    attributes: Type.Optional(FilePath('templates: per-image attribute table')),
+    rule: Type.Optional(Type.Union([Type.Literal('yaw'), Type.Literal('quality')])),
+    gallery_threshold: Type.Optional(Type.Number({ minimum: -1e6, maximum: 1e6 })),
+    probe_threshold: Type.Optional(Type.Number({ minimum: -1e6, maximum: 1e6 })),
+    probes: Type.Optional(FilePath('identification: lines "key identity"')),
+    gallery: Type.Optional(FilePath('identification: lines "key identity"')),
+    distractors: Type.Optional(FilePath('identification: lines "key"')),
+    max_rank: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+    fpirs: Type.Optional(Fractions('identification: target FPIRs')),
+    batch_size: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096 })),
+  },
+  { $id: 'EvaluationArgs', additionalProperties: false },
+);
+export type EvaluationArgs = Static<typeof EvaluationArgs>;
+
 export const CreateEvaluation = Type.Object(
   {
     protocol: Type.Union([Type.Literal('verification'), Type.Literal('templates'), Type.Literal('identification')]),
-    checkpoint_step: Type.Optional(Type.Integer({ minimum: 0, description: 'default: the latest checkpoint' })),
-    args: Type.Array(Type.String(), { default: [], description: 'protocol arguments as on the CLI, e.g. ["--bin", "/data/lfw.bin"]' }),
+    checkpoint_step: Type.Optional(Count(0, { description: 'default: the latest checkpoint' })),
+    args: Type.Optional(EvaluationArgs),
   },
   { $id: 'CreateEvaluation', additionalProperties: false },
 );
@@ -124,7 +169,7 @@ export const Evaluation = Type.Object(
 );
 
 export const CreateDataset = Type.Object(
-  { name: Type.String({ minLength: 1, maxLength: 200 }), path: Type.String({ minLength: 1 }) },
+  { name: Type.String({ minLength: 1, maxLength: 200 }), path: Type.String({ minLength: 1, maxLength: 4096, description: 'inside a data root' }) },
   { $id: 'CreateDataset', additionalProperties: false },
 );
 

@@ -3,6 +3,7 @@
 // and stop, close sockets, flush logs).
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -21,6 +22,8 @@ export interface ServiceOptions {
   host?: string;
   port?: number;
   token?: string;
+  /** Directories whose files the API may name (datasets, evaluation inputs); default: the data dir. */
+  dataRoots?: string[];
   /** Devices to schedule: CUDA GPUs when any are visible, else this many CPU slots. */
   cpuSlots?: number;
   gpus?: number;
@@ -36,11 +39,22 @@ export interface Service {
   close(graceMs?: number): Promise<void>;
 }
 
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
-
+/** Whether `host` is a loopback address: parsed as an IP (127.0.0.0/8, ::1, ::ffff:127.x.y.z), or the
+ *  name `localhost`. Any other name (`127.0.0.1.nip.io`) may resolve anywhere: not loopback. */
 export function isLoopback(host: string): boolean {
-  return LOOPBACK.has(host) || host.startsWith('127.');
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (h === 'localhost') return true;
+  if (isIP(h) === 4) return h.split('.')[0] === '127';
+  if (isIP(h) === 6) {
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h);
+    if (mapped) return isIP(mapped[1]!) === 4 && mapped[1]!.split('.')[0] === '127';
+    return /^(0{0,4}:){2,7}0{0,3}1$/.test(h) || h === '::1';
+  }
+  return false;
 }
+
+/** Refusing a start that would expose the API: a non-loopback address needs a token. */
+export class ServiceConfigError extends Error {}
 
 /** GPUs visible on this host (CUDA_VISIBLE_DEVICES, else nvidia-smi), 0 when none. */
 export function countGpus(): number {
@@ -56,7 +70,9 @@ export function countGpus(): number {
 export async function createService(opts: ServiceOptions): Promise<Service> {
   const host = opts.host ?? '127.0.0.1';
   if (!isLoopback(host) && !opts.token) {
-    throw new Error(`refusing to listen on ${host} without a token: pass --token (or DMFR_TOKEN) for non-loopback addresses`);
+    throw new ServiceConfigError(
+      `refusing to listen on ${host} without a token: set DMFR_TOKEN or pass --token-file FILE (listening off loopback needs one)`,
+    );
   }
   const dataDir = path.resolve(opts.dataDir);
   mkdirSync(path.join(dataDir, 'experiments'), { recursive: true });
@@ -67,7 +83,7 @@ export async function createService(opts: ServiceOptions): Promise<Service> {
   const gpus = opts.gpus ?? countGpus();
   const scheduler = gpus > 0 ? new DeviceScheduler('cuda', gpus) : new DeviceScheduler('cpu', opts.cpuSlots ?? availableParallelism());
   const supervisor = new Supervisor(store, bus, scheduler, opts.launcher ?? controllerLauncher(log), dataDir, log);
-  const app = await buildApp({ context: { store, artifacts, bus, supervisor, dataDir, pythonJson: runPythonJson }, token: opts.token, logger: log });
+  const app = await buildApp({ context: { store, artifacts, bus, supervisor, dataDir, dataRoots: (opts.dataRoots ?? [dataDir]).map((r) => path.resolve(r)), pythonJson: runPythonJson }, token: opts.token, logger: log });
   supervisor.reconcile();
   return {
     app,

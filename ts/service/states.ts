@@ -22,7 +22,8 @@ export type State = (typeof STATES)[number];
 export const TERMINAL: ReadonlySet<State> = new Set(['COMPLETED', 'CANCELED', 'ERROR']);
 
 const NEXT: Record<State, readonly State[]> = {
-  QUEUED: ['STARTING', 'STOPPING_CANCELED'],
+  // STOPPING_ERROR: a queued run that no device set of this host can hold any more (reconciliation).
+  QUEUED: ['STARTING', 'STOPPING_CANCELED', 'STOPPING_ERROR'],
   STARTING: ['RUNNING', 'STOPPING_CANCELED', 'STOPPING_ERROR', 'RESTARTING'],
   RUNNING: ['PAUSING', 'RESTARTING', 'STOPPING_COMPLETED', 'STOPPING_CANCELED', 'STOPPING_ERROR'],
   PAUSING: ['PAUSED', 'STOPPING_CANCELED', 'STOPPING_ERROR'],

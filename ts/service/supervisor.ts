@@ -4,9 +4,10 @@
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { Store as RunStore, TERMINAL_STATES } from '../store/store.ts';
 import type { EventBus } from './bus.ts';
 import type { ExperimentRow, ServiceStore } from './db.ts';
-import { conflict, notFound } from './errors.ts';
+import { ApiError, conflict, notFound } from './errors.ts';
 import type { LaunchedRun, Launcher, RunOutcome } from './launcher.ts';
 import { DeviceScheduler, deviceEnv, type Placement } from './scheduler.ts';
 import { ACTIVE, canTransition, type State } from './states.ts';
@@ -69,6 +70,16 @@ export class Supervisor {
     this.scheduler.enqueue(row.id, localRanks(row), row.priority);
   }
 
+  /** Why no device set of this host can ever hold the experiment's ranks, or null when it fits. */
+  misfit(row: Pick<ExperimentRow, 'nproc' | 'config'>): string | null {
+    const ranks = localRanks(row);
+    if (ranks <= this.scheduler.capacity) return null;
+    const nnodes = (row.config as { runtime?: { nnodes?: number } }).runtime?.nnodes ?? 1;
+    const asks = nnodes > 1 ? `${row.nproc} / runtime.nnodes ${nnodes} = ${ranks} ranks on this host` : `${ranks} ranks`;
+    const how = this.scheduler.kind === 'cpu' ? 'dmfr serve --cpu-slots' : 'visible CUDA devices';
+    return `train.nproc: asks for ${asks}, one ${this.scheduler.kind} device each; this host has ${this.scheduler.capacity} (${how})`;
+  }
+
   /** The live attempt's join file while it starts or runs (multi-node experiments only); not
    *  while it stops, so that a node that (re)joins late never joins an attempt on its way out. */
   joinFile(id: string): string | null {
@@ -78,6 +89,8 @@ export class Supervisor {
   }
 
   create(req: CreateRequest): ExperimentRow {
+    const misfit = this.misfit(req);
+    if (misfit) throw new ApiError(400, 'invalid_config', misfit);
     const row = this.store.createExperiment({ ...req, runDir: this.runDir(req.id) });
     this.bus.publish(this.store.eventsAfter(req.id, 0, 1)[0]!); // QUEUED
     this.enqueue(row);
@@ -180,6 +193,9 @@ export class Supervisor {
         if (outcome.status === 'completed') {
           this.move(id, row.state, 'STOPPING_COMPLETED', { summary });
           this.move(id, 'STOPPING_COMPLETED', 'COMPLETED', { pid: null });
+        } else if (outcome.status === 'failed' && outcome.inputError) {
+          // A config or data error fails the same way on every launch: no restart (issue #12, item 8).
+          fail(`${outcome.cause ?? 'failed'} (a configuration or data error: not restarted)`);
         } else if (outcome.status === 'failed' && row.restarts < row.max_restarts) {
           this.store.bumpRestarts(id);
           this.move(id, row.state, 'RESTARTING', { cause: outcome.cause, summary });
@@ -224,6 +240,8 @@ export class Supervisor {
   resume(id: string): ExperimentRow {
     const row = this.get(id);
     this.require(row, 'RESUMING', 'resume');
+    const misfit = this.misfit(row);
+    if (misfit) throw conflict(`cannot resume experiment ${id}: ${misfit}`, row.state);
     this.move(id, row.state, 'RESUMING');
     this.enqueue(row);
     this.pump();
@@ -281,6 +299,15 @@ export class Supervisor {
           // already gone
         }
       }
+      if (ACTIVE.has(row.state)) settleOrphanedRuns(row.run_dir, this.log);
+      const misfit = ['QUEUED', 'RESUMING', 'RESTARTING', 'STARTING', 'RUNNING'].includes(row.state) ? this.misfit(row) : null;
+      if (misfit) {
+        // Devices were reduced since it was queued (fewer --cpu-slots, fewer GPUs): it can never
+        // be placed here, so it ends with that cause instead of stopping the service from starting.
+        this.move(row.id, row.state, 'STOPPING_ERROR', { cause: `no longer fits this host: ${misfit}`, pid: null, devices: null });
+        this.move(row.id, 'STOPPING_ERROR', 'ERROR');
+        continue;
+      }
       switch (row.state) {
         case 'QUEUED':
         case 'RESUMING':
@@ -323,6 +350,27 @@ export class Supervisor {
 
   isLive(id: string): boolean {
     return this.live.has(id);
+  }
+}
+
+/**
+ * The per-run store of an experiment whose service was killed: the attempt that was live then has
+ * no controller any more, so its run row (still `running`, no `ended_at`) becomes `failed`.
+ */
+function settleOrphanedRuns(runDir: string, log: Logger): void {
+  const file = path.join(runDir, 'dmfr.sqlite');
+  if (!existsSync(file)) return;
+  let runs: RunStore | undefined;
+  try {
+    runs = new RunStore(file);
+    const open = runs.db
+      .prepare(`SELECT id FROM runs WHERE state NOT IN (${TERMINAL_STATES.map(() => '?').join(', ')})`)
+      .all(...TERMINAL_STATES) as { id: string }[];
+    for (const { id } of open) runs.transition(id, 'failed', 'service restarted: the attempt lost its controller');
+  } catch (err) {
+    log.warn({ runDir, err: (err as Error).message }, 'cannot settle the run store of an interrupted attempt');
+  } finally {
+    runs?.close();
   }
 }
 

@@ -91,6 +91,8 @@ export const Bodies = {
     type: Type.String(),
     traceback: Type.String(),
     step: Type.Union([Step, Type.Null()]),
+    // true: a ConfigError/DataError, the same on every launch (not retried); docs/protocol.md
+    input_error: Type.Optional(Type.Boolean()),
   }),
   bye: Type.Object({
     reason: Type.Union(['completed', 'stopped', 'error', 'controller_lost'].map((r) => Type.Literal(r))),

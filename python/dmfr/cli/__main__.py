@@ -5,6 +5,7 @@ import importlib
 import pkgutil
 import sys
 
+from dmfr.cli._output import emit_error
 from dmfr.errors import DmfrError
 
 
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except DmfrError as exc:  # user-facing errors: one clear line, no traceback
         print(f"dmfr: error: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):
+            emit_error(exc)  # the --json contract: the last stdout line is the machine-readable error
         return 2
 
 

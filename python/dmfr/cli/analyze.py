@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import numpy as np
 
+from dmfr.cli._output import emit_json
 from dmfr.errors import DataError, DmfrError
 
 
@@ -84,8 +84,7 @@ def _finish(args, name: str, result: dict, markdown: str | None) -> int:
     if args.out:
         _write(args.out, name, result, markdown)
     if args.json:
-        json.dump(result, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        emit_json(result)
     elif markdown:
         print(markdown, end="")
     return 0

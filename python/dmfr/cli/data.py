@@ -9,17 +9,20 @@ register …              an external generator's output: folder + manifest (dmf
 from __future__ import annotations
 
 import io
-import json
 import os
 import sys
 
+from dmfr.cli._output import emit_json
 from dmfr.errors import DataError
 
 
 def _inspect(args) -> int:
     from dmfr.data.inspection import format_report, inspect_path
     report = inspect_path(args.path, limit=args.limit)
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    if args.json:
+        emit_json(report)
+    else:
+        print(format_report(report))
     return 1 if report["problem_count"] else 0
 
 

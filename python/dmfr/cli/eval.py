@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import numpy as np
 
+from dmfr.cli._output import emit_json
 from dmfr.errors import DataError, DmfrError
 from dmfr.textfile import split_lines
 
@@ -106,8 +106,7 @@ def _emit(args, name: str, result: dict, summary: str) -> int:
         with open(os.path.join(args.out, f"{name}.json"), "w", encoding="utf-8") as fh:
             json.dump(result, fh, indent=2)
     if args.json:
-        json.dump(result, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        emit_json(result)
     else:
         print(summary)
         for note in result.get("notes", []):

@@ -7,9 +7,19 @@ import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { ServiceContext } from '../context.ts';
 import { ApiError, badRequest, notFound } from '../errors.ts';
-import { Checkpoint, CheckpointPolicy, CreateDataset, CreateEvaluation, Dataset, Evaluation, IdParams } from '../schemas.ts';
+import { evaluationCliArgs } from '../evaluation-args.ts';
+import { confinedPath } from '../paths.ts';
+import { PythonCliError } from '../python-cli.ts';
+import { Checkpoint, CheckpointPolicy, Count, CreateDataset, CreateEvaluation, Dataset, Evaluation, IdParams } from '../schemas.ts';
 
 const newId = (prefix: string) => `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+
+/** What a client learns of a failed Python verb: the error's type, never its text, which may quote
+ *  the file (issue #12, item 5); the service log has the whole message. */
+function clientMessage(err: Error, what: string): string {
+  if (err instanceof PythonCliError && err.type !== 'crash') return `${what} rejected the input (${err.type}); the service log has the details`;
+  return `${what} failed; the service log has the details`;
+}
 
 /** A stored path is served only when it resolves inside the data directory. */
 function insideDataDir(dataDir: string, file: string): boolean {
@@ -33,7 +43,7 @@ export const artifactRoutes: FastifyPluginAsyncTypebox<ServiceContext> = async (
 
   app.get(
     '/experiments/:id/checkpoints/:step',
-    { schema: { params: Type.Intersect([IdParams, Type.Object({ step: Type.Integer({ minimum: 0 }) })]), response: { 404: Type.Ref('Error') } } },
+    { schema: { params: Type.Intersect([IdParams, Type.Object({ step: Count(0) })]), response: { 404: Type.Ref('Error') } } },
     async (req, reply) => {
       experiment(req.params.id);
       const c = checkpointsOf(req.params.id).find((x) => x.step === req.params.step);
@@ -65,12 +75,16 @@ export const artifactRoutes: FastifyPluginAsyncTypebox<ServiceContext> = async (
       const kept = checkpointsOf(req.params.id);
       const c = req.body.checkpoint_step === undefined ? kept.at(-1) : kept.find((x) => x.step === req.body.checkpoint_step);
       if (!c) throw badRequest(req.body.checkpoint_step === undefined ? 'the experiment has no checkpoint yet' : `no checkpoint at step ${req.body.checkpoint_step}`);
-      const args = req.body.args ?? [];
+      const args = req.body.args ?? {};
+      const cliArgs = evaluationCliArgs(req.body.protocol, args, ctx.dataRoots);
       const row = artifacts.createEvaluation({ id: newId('eval'), experimentId: req.params.id, checkpointStep: c.step, protocol: req.body.protocol, args });
       ctx
-        .pythonJson(['eval', req.body.protocol, ...args, '--checkpoint', c.path, '--json'])
-        .then((result) => artifacts.finishEvaluation(row.id, { result }))
-        .catch((err: Error) => artifacts.finishEvaluation(row.id, { error: err.message }));
+        .pythonJson(['eval', req.body.protocol, ...cliArgs, '--checkpoint', c.path, '--json'])
+        .then(({ result }) => artifacts.finishEvaluation(row.id, { result }))
+        .catch((err: Error) => {
+          req.log.warn({ evaluation: row.id, err: err.message }, 'evaluation failed');
+          artifacts.finishEvaluation(row.id, { error: clientMessage(err, `dmfr eval ${req.body.protocol}`) });
+        });
       return reply.code(201).send(row as never);
     },
   );
@@ -82,13 +96,19 @@ export const artifactRoutes: FastifyPluginAsyncTypebox<ServiceContext> = async (
 
   app.post('/datasets', { schema: { body: CreateDataset, response: { 201: Type.Ref(Dataset), 400: Type.Ref('Error'), 409: Type.Ref('Error') } } }, async (req, reply) => {
     if (artifacts.dataset(req.body.name)) throw new ApiError(409, 'exists', `a dataset named ${req.body.name} is already registered`);
-    const abs = path.resolve(req.body.path);
-    if (!existsSync(abs)) throw badRequest(`path: ${req.body.path} does not exist`);
+    const abs = confinedPath(ctx.dataRoots, req.body.path, 'path');
     let info: unknown;
     try {
-      info = await ctx.pythonJson(['data', 'inspect', abs, '--json']);
+      const { exitCode, result } = await ctx.pythonJson(['data', 'inspect', abs, '--json']);
+      const problems = Number(result.problem_count ?? 0);
+      if (exitCode !== 0 || problems > 0) {
+        throw badRequest(`path: ${req.body.path}: dmfr data inspect found ${problems} problem(s); run it on the service host for the list`);
+      }
+      info = result;
     } catch (err) {
-      throw badRequest(`path: ${(err as Error).message}`);
+      if (err instanceof ApiError) throw err;
+      req.log.warn({ path: abs, err: (err as Error).message }, 'dataset inspection failed');
+      throw badRequest(`path: ${req.body.path}: ${clientMessage(err as Error, 'dmfr data inspect')}`);
     }
     return reply.code(201).send(artifacts.createDataset({ id: newId('ds'), name: req.body.name, path: abs, info }) as never);
   });

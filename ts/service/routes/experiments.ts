@@ -10,6 +10,25 @@ import { ApiError, notFound } from '../errors.ts';
 import { CheckpointPolicy, CreateExperiment, Experiment, ExperimentList, IdParams, ListQuery } from '../schemas.ts';
 import { Value } from '@sinclair/typebox/value';
 
+/** The first number in a resolved config that no rank can take exactly: an integer beyond 2^53 − 1
+ *  (JSON carries it as a double: 2^63 arrives as 9223372036854775808 and is no longer the number
+ *  sent), or a non-finite value. The config schema bounds fields by meaning; this bounds them by
+ *  representation, for every field at once. */
+function unrepresentable(value: unknown, at: string): string | null {
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) return `${at}: ${value} is not a finite number`;
+    if (Number.isInteger(value) && !Number.isSafeInteger(value)) return `${at}: ${value} is beyond 2^53 − 1, the largest integer the service and the ranks hold exactly`;
+    return null;
+  }
+  if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      const bad = unrepresentable(v, at ? `${at}.${k}` : k);
+      if (bad) return bad;
+    }
+  }
+  return null;
+}
+
 const newId = () => `exp-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 const errorRefs = { 400: Type.Ref('Error'), 404: Type.Ref('Error'), 409: Type.Ref('Error') };
 
@@ -36,6 +55,8 @@ export const experimentRoutes: FastifyPluginAsyncTypebox<ServiceContext> = async
       }
       throw e;
     }
+    const bad = unrepresentable(config, '');
+    if (bad) throw new ApiError(400, 'invalid_config', bad);
     const id = newId();
     const row = supervisor.create({
       id,
