@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -28,6 +29,7 @@ from dmfr.errors import DmfrError
 
 CHECKPOINT_VERSION = 1
 INDEX_NAME = "checkpoints.json"
+_STEP_NAME = re.compile(r"step-(\d+)\.pt")
 
 
 def checkpoint_name(step: int) -> str:
@@ -107,6 +109,50 @@ def save_checkpoint(directory: str | os.PathLike, step: int, state: dict, keep_l
         if e["file"] not in kept_files:
             (directory / e["file"]).unlink(missing_ok=True)
     return path
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step in a `step-%08d.pt` name, else None."""
+    match = _STEP_NAME.fullmatch(path.name)
+    return int(match.group(1)) if match else None
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files a write killed mid-way left behind (`.step-*.pt.*.tmp`,
+    `.checkpoints.json.*.tmp`, from `atomic_write`): only the writer (rank 0) calls this, before it
+    writes, so none of them can be a write in progress. Returns what it removed."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for pattern in (".step-*.pt.*.tmp", f".{INDEX_NAME}.*.tmp"):
+        for path in directory.glob(pattern):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return sorted(removed)
+
+
+def load_for_resume(path: str | os.PathLike) -> tuple[dict, Path, list[tuple[Path, str]]]:
+    """Load the checkpoint to resume from; when it does not load (truncated, corrupt, gone), fall
+    back to the newest older `step-*.pt` beside it that does. Returns (state, the file used, the
+    files skipped with why). Raises DmfrError naming every file tried when none loads.
+
+    The service asks for its newest recorded checkpoint; a kill or a bad disk can leave that one
+    unreadable while older ones are fine, and resuming from an older step only repeats steps
+    (training is a pure function of the step: docs/sampling.md)."""
+    path = Path(path)
+    skipped: list[tuple[Path, str]] = []
+    newest = checkpoint_step(path)
+    candidates = [path]
+    if newest is not None and path.parent.is_dir():
+        older = [p for p in path.parent.glob("step-*.pt") if (checkpoint_step(p) or -1) < newest]
+        candidates += sorted(older, key=checkpoint_step, reverse=True)
+    for candidate in candidates:
+        try:
+            return load_checkpoint(candidate), candidate, skipped
+        except DmfrError as exc:
+            skipped.append((candidate, str(exc)))
+    raise DmfrError("no checkpoint to resume from loads: " + "; ".join(why for _, why in skipped))
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:

@@ -154,6 +154,11 @@ class Trainer:
         self.device = torch.device(device)
         self.rank, self.world_size = rank, world_size
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        if self.checkpoint_dir is not None and rank == 0:  # rank 0 is the one writer
+            from dmfr.checkpoint import remove_stale_temporaries
+
+            for path in remove_stale_temporaries(self.checkpoint_dir):
+                log.info("removed %s, left by a checkpoint write that was killed", path)
         train = config["train"]
         self.grad_accum = train.get("grad_accum", 1)
         self.log_every = train.get("log_every", 1)

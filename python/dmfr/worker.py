@@ -179,9 +179,14 @@ def run_with_controller(run_dir: str | None) -> int:
                           checkpoint_dir=Path(run_dir) / "checkpoints" if run_dir else None)
         start_step = 0
         if resume:
-            from dmfr.checkpoint import load_checkpoint  # H4's module
+            from dmfr.checkpoint import load_for_resume
 
-            start_step = trainer.load_state_dict(load_checkpoint(resume["checkpoint"]))
+            state, used, skipped = load_for_resume(resume["checkpoint"])
+            for path, why in skipped:
+                log.warning("rank %d: resume skips %s: %s", rank, path, why)
+            if skipped:
+                log.warning("rank %d: resuming from %s instead of %s", rank, used, resume["checkpoint"])
+            start_step = trainer.load_state_dict(state)
         step_box["step"] = start_step - 1
         link.last_step = start_step - 1
         body, buffers = _ready_body(rank, dataset, start_step)

@@ -146,3 +146,62 @@ def test_loads_without_the_safe_globals_context_manager(tmp_path, monkeypatch):
     assert load_checkpoint(path)["rng"]["numpy"][1].dtype == np.uint32
     # torch >= 2.5 keeps the allowlist in a set: compare contents, not order
     assert set(torch.serialization.get_safe_globals()) == set(before)
+
+
+def test_resume_falls_back_past_a_truncated_newest_checkpoint(tmp_path):
+    for step in (2, 4, 6):
+        save_checkpoint(tmp_path, step, training_state(step), keep_last=3)
+    newest = tmp_path / "step-00000006.pt"
+    newest.write_bytes(newest.read_bytes()[:100])  # truncated, as by a full disk or a torn copy
+    state, used, skipped = ckpt.load_for_resume(newest)
+    assert used == tmp_path / "step-00000004.pt" and state["step"] == 4
+    assert [p for p, _ in skipped] == [newest]
+    assert "step-00000006.pt: corrupt, truncated or not a checkpoint" in skipped[0][1]
+    # A valid requested file is used as it is, nothing skipped; newer files are never taken.
+    state, used, skipped = ckpt.load_for_resume(tmp_path / "step-00000002.pt")
+    assert used.name == "step-00000002.pt" and state["step"] == 2 and skipped == []
+
+
+def test_resume_with_no_loadable_checkpoint_names_every_file_tried(tmp_path):
+    for step in (2, 4):
+        path = save_checkpoint(tmp_path, step, training_state(step), keep_last=2)
+        path.write_bytes(b"\x00" * 64)
+    with pytest.raises(DmfrError, match=r"no checkpoint to resume from loads: .*step-00000004\.pt.*step-00000002\.pt"):
+        ckpt.load_for_resume(tmp_path / "step-00000004.pt")
+
+
+KILLED_WRITER = """
+import sys, time
+from pathlib import Path
+from dmfr.checkpoint import atomic_write, checkpoint_name
+def write(f):
+    f.write(b"x" * 4096); f.flush()
+    print("writing", flush=True)
+    time.sleep(600)
+atomic_write(Path(sys.argv[1]) / checkpoint_name(8), write)
+"""
+
+
+def test_temporaries_of_a_killed_write_are_removed_when_a_trainer_starts(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from dmfr.trainer import Trainer
+    from tiny_data import TinyFaceDataset, tiny_config
+
+    save_checkpoint(tmp_path, 4, training_state(4), keep_last=2)
+    # A real writer process SIGKILLed in the middle of its write (no `except` or `finally` runs).
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    (tmp_path / ".checkpoints.json.abc123.tmp").write_text("{")  # the index's temporary, likewise
+    stale = sorted(p.name for p in tmp_path.glob(".*.tmp"))
+    assert len(stale) == 2 and stale[1].startswith(".step-00000008.pt.")
+    Trainer(tiny_config(), TinyFaceDataset(), rank=1, checkpoint_dir=tmp_path)  # not the writer: leaves them
+    assert len(list(tmp_path.glob(".*.tmp"))) == 2
+    Trainer(tiny_config(), TinyFaceDataset(), rank=0, checkpoint_dir=tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["checkpoints.json", "step-00000004.pt"]

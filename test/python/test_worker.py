@@ -139,6 +139,38 @@ def test_worker_resumes_from_a_checkpoint(controller, tmp_path):
     assert [m["step"] for m in s.of("metrics")] == [4, 5]
 
 
+def test_worker_resumes_past_a_truncated_newest_checkpoint(controller, tmp_path):
+    """Issue #12, item 2: the newest checkpoint does not load, an older one does: the rank resumes
+    from the older one, says which it skipped and why, and the killed write's temporary is gone."""
+    cfg = config(steps=4, sampler={"chunk_steps": 2, "credit": 2})
+    cfg["train"]["checkpoint_every"] = 2
+    cfg["runtime"]["controller_timeout_s"] = 300  # this stand-in sends no heartbeats; the box may be busy
+    with running_worker(controller, tmp_path) as (proc, s):
+        s.handshake(cfg)
+        s.plan(0, 2, last=False)
+        s.plan(2, 2, last=True)
+        s.drain_events("bye")
+        assert proc.wait(60) == 0
+    checkpoints = tmp_path / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("step-*.pt")) == ["step-00000002.pt", "step-00000004.pt"]
+    newest = checkpoints / "step-00000004.pt"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    (checkpoints / ".step-00000006.pt.k1ll3d.tmp").write_bytes(b"x" * 4096)  # a write that was killed
+    cfg["train"]["steps"] = 6
+    with running_worker(controller, tmp_path) as (proc, s):
+        ready = s.handshake(cfg, resume={"checkpoint": str(newest)})
+        assert ready.body["start_step"] == 2
+        s.plan(2, 4, last=True)
+        bye = s.drain_events("bye")
+        assert proc.wait(60) == 0
+        log = proc.stderr.read()
+    assert bye.body["reason"] == "completed" and bye.body["last_step"] == 5
+    assert [m["step"] for m in s.of("metrics")] == [2, 3, 4, 5]
+    assert f"resume skips {newest}: {newest}: corrupt, truncated or not a checkpoint" in log
+    assert f"resuming from {checkpoints / 'step-00000002.pt'} instead of {newest}" in log
+    assert not list(checkpoints.glob(".*.tmp"))
+
+
 @pytest.mark.parametrize("checkpoint", [False, True])
 def test_stop_finishes_the_planned_steps(controller, tmp_path, checkpoint):
     with running_worker(controller, tmp_path) as (proc, s):
