@@ -124,7 +124,7 @@ export function readConfigFile(file: string): ConfigLayer {
 }
 
 /** Resolves a dotted path against the schema; returns an error message when it does not exist. */
-function checkPath(path: string): string | null {
+export function checkPath(path: string): string | null {
   let schema: TSchema = RunConfig;
   const parts = path.split('.');
   for (const [i, part] of parts.entries()) {

@@ -1,0 +1,311 @@
+// A study spec (docs/studies.md): reading, validation with file/key path/expected, and expansion
+// into cells (arm × factor levels × seed), each a resolved RunConfig built with the same layers as
+// `dmfr run` (ts/config/load.ts) and keyed by the hash of that config.
+import { createHash } from 'node:crypto';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { Kind, type TSchema } from '@sinclair/typebox';
+import { checkPath, ConfigError, loadConfig, readConfigFile, type ConfigIssue } from '../config/load.ts';
+import type { ConfigLayer } from '../config/presets.ts';
+import { RunConfig } from '../config/schema.ts';
+
+export const PROCEDURAL_PROTOCOLS = ['general', 'cross_pose', 'cross_quality'] as const;
+
+export interface EvalSpec {
+  protocols: string[];
+  fars: number[];
+  verification: Array<{ name: string; pairs: string; images: string }>;
+  templates: Array<{ name: string; media: string; pairs: string; images: string }>;
+  similarity: boolean;
+}
+
+export interface StudySpec {
+  file: string;
+  name: string;
+  base: { preset?: string; config?: string; layer: ConfigLayer };
+  arms: Array<{ name: string; layer: ConfigLayer }>;
+  seeds: number[];
+  factors: Array<{ path: string; levels: unknown[] }>;
+  baseline: string | null;
+  pretrain: ConfigLayer | null;
+  pretrainCache: string | null;
+  eval: EvalSpec;
+}
+
+export interface CellSpec {
+  hash: string;
+  arm: string;
+  /** Factor path → level. */
+  levels: Record<string, unknown>;
+  seed: number;
+  config: RunConfig;
+  /** The pretraining cell this cell starts from (its hash), if the spec has a pretrain stage. */
+  pretrain: string | null;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Canonical JSON (sorted keys) → SHA-256, first 16 hex digits: the key of a cell. */
+export function configHash(value: unknown): string {
+  const canon = (v: unknown): unknown =>
+    Array.isArray(v) ? v.map(canon) : isObject(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canon(v[k])])) : v;
+  return createHash('sha256').update(JSON.stringify(canon(value))).digest('hex').slice(0, 16);
+}
+
+function schemaAt(path: string): TSchema | null {
+  let schema: TSchema = RunConfig;
+  for (const part of path.split('.')) {
+    if (schema[Kind] !== 'Object') return null;
+    schema = (schema.properties as Record<string, TSchema>)[part];
+    if (!schema) return null;
+  }
+  return schema;
+}
+
+class Issues {
+  readonly list: ConfigIssue[] = [];
+  constructor(readonly file: string) {}
+  add(path: string, message: string): void {
+    this.list.push({ source: this.file, path, message });
+  }
+  throwIfAny(): void {
+    if (this.list.length > 0) throw new ConfigError(this.list);
+  }
+}
+
+const SHORTHANDS = ['method', 'steps', 'nproc'];
+
+/**
+ * Overrides (shorthands, nested or dotted config paths) → one config layer; every path is checked
+ * against the RunConfig schema. `reserved` keys belong to the spec, not the config.
+ */
+function overridesLayer(value: Record<string, unknown>, where: string, issues: Issues, reserved: string[]): ConfigLayer {
+  const layer: ConfigLayer = {};
+  const put = (path: string, v: unknown) => {
+    const parts = path.split('.');
+    let cur = layer;
+    for (const p of parts.slice(0, -1)) cur = (cur[p] = isObject(cur[p]) ? cur[p] : {}) as ConfigLayer;
+    const last = parts.at(-1)!;
+    cur[last] = isObject(v) && isObject(cur[last]) ? { ...(cur[last] as object), ...v } : v;
+  };
+  const walk = (path: string, v: unknown, keyPath: string) => {
+    const bad = checkPath(path);
+    if (bad) return issues.add(keyPath, bad);
+    const schema = schemaAt(path)!;
+    if (schema[Kind] === 'Object' && isObject(v)) {
+      for (const [k, sub] of Object.entries(v)) walk(`${path}.${k}`, sub, `${keyPath}.${k}`);
+    } else if (schema[Kind] === 'Object') {
+      issues.add(keyPath, `expected a mapping of ${path}'s fields, got ${JSON.stringify(v)}`);
+    } else {
+      put(path, v);
+    }
+  };
+  for (const [k, v] of Object.entries(value)) {
+    if (reserved.includes(k)) continue;
+    const keyPath = `${where}.${k}`;
+    if (k === 'method') {
+      if (typeof v === 'string') put('method.name', v);
+      else if (isObject(v)) walk('method', v, keyPath);
+      else issues.add(keyPath, `expected a method name or a mapping of method fields, got ${JSON.stringify(v)}`);
+    } else if (k === 'steps' || k === 'nproc') {
+      if (!Number.isInteger(v) || (v as number) < 1) issues.add(keyPath, `expected a positive integer, got ${JSON.stringify(v)}`);
+      else put(`train.${k}`, v);
+    } else {
+      walk(k, v, keyPath);
+    }
+  }
+  return layer;
+}
+
+const TOP_KEYS = ['name', 'base', 'arms', 'seeds', 'factors', 'baseline', 'pretrain', 'eval'];
+const EVAL_KEYS = ['protocols', 'fars', 'verification', 'templates', 'similarity'];
+
+/** Reads and validates a spec file; every problem is reported at once, before anything trains. */
+export function readStudySpec(file: string): StudySpec {
+  const raw = readConfigFile(file); // YAML/JSON with file-named errors
+  const issues = new Issues(file);
+  const rel = (p: string) => (isAbsolute(p) ? p : resolve(dirname(resolve(file)), p));
+  for (const k of Object.keys(raw)) {
+    if (!TOP_KEYS.includes(k)) issues.add(k, `unknown key (expected one of ${TOP_KEYS.join(', ')})`);
+  }
+  const name = raw.name;
+  if (typeof name !== 'string' || !/^[A-Za-z0-9._-]+$/.test(name)) {
+    issues.add('name', `expected a name of letters, digits, '.', '_' or '-', got ${JSON.stringify(name)}`);
+  }
+
+  const baseRaw = raw.base ?? {};
+  const base: StudySpec['base'] = { layer: {} };
+  if (!isObject(baseRaw)) issues.add('base', `expected a mapping (preset, config, overrides), got ${JSON.stringify(baseRaw)}`);
+  else {
+    if (baseRaw.preset !== undefined) {
+      if (typeof baseRaw.preset !== 'string') issues.add('base.preset', `expected a preset name, got ${JSON.stringify(baseRaw.preset)}`);
+      else base.preset = baseRaw.preset;
+    }
+    if (baseRaw.config !== undefined) {
+      if (typeof baseRaw.config !== 'string') issues.add('base.config', `expected a config file path, got ${JSON.stringify(baseRaw.config)}`);
+      else base.config = rel(baseRaw.config);
+    }
+    base.layer = overridesLayer(baseRaw, 'base', issues, ['preset', 'config']);
+  }
+
+  const arms: StudySpec['arms'] = [];
+  if (!Array.isArray(raw.arms) || raw.arms.length === 0) issues.add('arms', `expected a non-empty list of arms, got ${JSON.stringify(raw.arms)}`);
+  else {
+    const seen = new Set<string>();
+    raw.arms.forEach((a, i) => {
+      const where = `arms[${i}]`;
+      if (!isObject(a)) return issues.add(where, `expected a mapping with a name and overrides, got ${JSON.stringify(a)}`);
+      if (typeof a.name !== 'string' || a.name === '') return issues.add(`${where}.name`, `expected the arm's name (a non-empty string), got ${JSON.stringify(a.name)}`);
+      if (seen.has(a.name)) issues.add(`${where}.name`, `duplicate arm name '${a.name}' (expected unique names)`);
+      seen.add(a.name);
+      arms.push({ name: a.name, layer: overridesLayer(a, where, issues, ['name']) });
+    });
+  }
+
+  let seeds: number[] = [0];
+  if (raw.seeds !== undefined) {
+    if (!Array.isArray(raw.seeds) || raw.seeds.length === 0 || !raw.seeds.every((s) => Number.isInteger(s))) {
+      issues.add('seeds', `expected a non-empty list of integers, got ${JSON.stringify(raw.seeds)}`);
+    } else if (new Set(raw.seeds).size !== raw.seeds.length) {
+      issues.add('seeds', `expected distinct seeds, got ${JSON.stringify(raw.seeds)}`);
+    } else seeds = raw.seeds as number[];
+  }
+
+  const factors: StudySpec['factors'] = [];
+  if (raw.factors !== undefined) {
+    if (!isObject(raw.factors)) issues.add('factors', `expected a mapping config.path: [levels], got ${JSON.stringify(raw.factors)}`);
+    else {
+      for (const [path, levels] of Object.entries(raw.factors)) {
+        const bad = checkPath(path);
+        if (bad) issues.add(`factors.${path}`, bad);
+        else if (!Array.isArray(levels) || levels.length < 2) issues.add(`factors.${path}`, `expected a list of at least 2 levels, got ${JSON.stringify(levels)}`);
+        else factors.push({ path, levels });
+      }
+    }
+  }
+
+  let baseline: string | null = null;
+  if (raw.baseline !== undefined) {
+    if (typeof raw.baseline !== 'string' || !arms.some((a) => a.name === raw.baseline)) {
+      issues.add('baseline', `expected the name of an arm (${arms.map((a) => a.name).join(', ')}), got ${JSON.stringify(raw.baseline)}`);
+    } else baseline = raw.baseline;
+  }
+
+  let pretrain: ConfigLayer | null = null;
+  let pretrainCache: string | null = null;
+  if (raw.pretrain !== undefined) {
+    if (!isObject(raw.pretrain)) issues.add('pretrain', `expected a mapping of overrides (e.g. { method: real, steps: 200 }), got ${JSON.stringify(raw.pretrain)}`);
+    else {
+      pretrain = overridesLayer(raw.pretrain, 'pretrain', issues, ['cache']);
+      if (raw.pretrain.cache !== undefined) {
+        if (typeof raw.pretrain.cache !== 'string') issues.add('pretrain.cache', `expected a directory, got ${JSON.stringify(raw.pretrain.cache)}`);
+        else pretrainCache = rel(raw.pretrain.cache);
+      }
+    }
+  }
+
+  const ev: EvalSpec = { protocols: [], fars: [1e-3, 1e-2], verification: [], templates: [], similarity: true };
+  const evRaw = raw.eval ?? { protocols: [...PROCEDURAL_PROTOCOLS] };
+  if (!isObject(evRaw)) issues.add('eval', `expected a mapping (${EVAL_KEYS.join(', ')}), got ${JSON.stringify(evRaw)}`);
+  else {
+    for (const k of Object.keys(evRaw)) if (!EVAL_KEYS.includes(k)) issues.add(`eval.${k}`, `unknown key (expected one of ${EVAL_KEYS.join(', ')})`);
+    if (evRaw.protocols !== undefined) {
+      const p = evRaw.protocols;
+      if (!Array.isArray(p) || !p.every((x) => (PROCEDURAL_PROTOCOLS as readonly unknown[]).includes(x))) {
+        issues.add('eval.protocols', `expected a list of ${PROCEDURAL_PROTOCOLS.join(', ')}, got ${JSON.stringify(p)}`);
+      } else ev.protocols = p as string[];
+    }
+    if (evRaw.fars !== undefined) {
+      const f = evRaw.fars;
+      if (!Array.isArray(f) || f.length === 0 || !f.every((x) => typeof x === 'number' && x > 0 && x <= 1)) {
+        issues.add('eval.fars', `expected a non-empty list of rates in (0, 1], got ${JSON.stringify(f)}`);
+      } else ev.fars = f as number[];
+    }
+    if (evRaw.similarity !== undefined) {
+      if (typeof evRaw.similarity !== 'boolean') issues.add('eval.similarity', `expected true or false, got ${JSON.stringify(evRaw.similarity)}`);
+      else ev.similarity = evRaw.similarity;
+    }
+    const files = (key: 'verification' | 'templates', fields: string[]) => {
+      const list = evRaw[key];
+      if (list === undefined) return [];
+      if (!Array.isArray(list)) return (issues.add(`eval.${key}`, `expected a list of { ${fields.join(', ')} }, got ${JSON.stringify(list)}`), []);
+      const out: Record<string, string>[] = [];
+      list.forEach((e, i) => {
+        const where = `eval.${key}[${i}]`;
+        if (!isObject(e)) return issues.add(where, `expected { ${fields.join(', ')} }, got ${JSON.stringify(e)}`);
+        for (const k of Object.keys(e)) if (!fields.includes(k)) issues.add(`${where}.${k}`, `unknown key (expected ${fields.join(', ')})`);
+        const missing = fields.filter((f) => typeof e[f] !== 'string');
+        if (missing.length > 0) return issues.add(where, `expected string fields ${missing.join(', ')}`);
+        out.push(Object.fromEntries(fields.map((f) => [f, f === 'name' ? (e[f] as string) : rel(e[f] as string)])));
+      });
+      return out;
+    };
+    ev.verification = files('verification', ['name', 'pairs', 'images']) as EvalSpec['verification'];
+    ev.templates = files('templates', ['name', 'media', 'pairs', 'images']) as EvalSpec['templates'];
+  }
+  issues.throwIfAny();
+  return { file, name: name as string, base, arms, seeds, factors, baseline, pretrain, pretrainCache, eval: ev };
+}
+
+function levelCombinations(factors: StudySpec['factors']): Record<string, unknown>[] {
+  return factors.reduce<Record<string, unknown>[]>(
+    (combos, f) => combos.flatMap((c) => f.levels.map((l) => ({ ...c, [f.path]: l }))),
+    [{}],
+  );
+}
+
+function dottedLayer(values: Record<string, unknown>): ConfigLayer {
+  const layer: ConfigLayer = {};
+  for (const [path, v] of Object.entries(values)) {
+    const parts = path.split('.');
+    let cur = layer;
+    for (const p of parts.slice(0, -1)) cur = (cur[p] = isObject(cur[p]) ? cur[p] : {}) as ConfigLayer;
+    cur[parts.at(-1)!] = v;
+  }
+  return layer;
+}
+
+function baseOptions(spec: StudySpec) {
+  return { preset: spec.base.preset, file: spec.base.config };
+}
+
+/** The pretraining cell of one seed: base + pretrain overrides + the seed. */
+export function pretrainCell(spec: StudySpec, seed: number): CellSpec | null {
+  if (!spec.pretrain) return null;
+  const config = loadConfig({
+    ...baseOptions(spec),
+    layers: [
+      { source: `${spec.file}: base`, value: spec.base.layer },
+      { source: `${spec.file}: pretrain`, value: spec.pretrain },
+      { source: `${spec.file}: seeds`, value: { seed } },
+    ],
+  });
+  return { hash: configHash(config), arm: 'pretrain', levels: {}, seed, config, pretrain: null };
+}
+
+/** Where a finished run's last checkpoint is: <run_dir>/checkpoints/step-%08d.pt (python/dmfr/checkpoint.py). */
+export function finalCheckpoint(runDir: string, steps: number): string {
+  return resolve(runDir, 'checkpoints', `step-${String(steps).padStart(8, '0')}.pt`);
+}
+
+/** Every cell of the study: arms × factor level combinations × seeds (arm-major). */
+export function expandCells(spec: StudySpec, pretrainDir: (hash: string) => string): CellSpec[] {
+  const cells: CellSpec[] = [];
+  const combos = levelCombinations(spec.factors);
+  for (const arm of spec.arms) {
+    for (const levels of combos) {
+      for (const seed of spec.seeds) {
+        const pre = pretrainCell(spec, seed);
+        const layers = [
+          { source: `${spec.file}: base`, value: spec.base.layer },
+          { source: `${spec.file}: arms (${arm.name})`, value: arm.layer },
+          { source: `${spec.file}: factors`, value: dottedLayer(levels) },
+          { source: `${spec.file}: seeds`, value: { seed } },
+        ];
+        if (pre) layers.push({ source: `${spec.file}: pretrain`, value: { train: { init: finalCheckpoint(pretrainDir(pre.hash), pre.config.train.steps) } } });
+        const config = loadConfig({ ...baseOptions(spec), layers });
+        cells.push({ hash: configHash(config), arm: arm.name, levels, seed, config, pretrain: pre?.hash ?? null });
+      }
+    }
+  }
+  return cells;
+}
