@@ -82,12 +82,24 @@ def local_plans(config: dict, labels: np.ndarray, rank: int, world_size: int, st
         yield PlanChunk(first, len(steps), shard, steps[-1] == total - 1, idx, np.zeros_like(idx, dtype=np.int16))
 
 
-def flip_mask(seed: int, step: int, indices: np.ndarray) -> np.ndarray:
+def flip_mask(seed: int, step: int, indices: np.ndarray, pair: np.ndarray | None = None) -> np.ndarray:
     """Which samples to flip horizontally: a hash of (seed, step, sample index), so the choice is
     reproducible and the same on any number of ranks (a resume on another rank count, and the
-    DDP-equals-single-process check, see the same images)."""
+    DDP-equals-single-process check, see the same images).
+
+    `pair` (the plan's partner positions in the shard, −1 for none): both sides of a Δc = 0 pair
+    share one decision, keyed by the smaller of the two sample indices. L_flt (paper, "Filter-based
+    DMFR") compares a synthetic sample with its own source so that the only difference is the
+    modality ε; an independent flip per side would add a mirror image to what F must learn.
+    Pairs never cross a shard, so this stays independent of the shard split."""
+    keys = np.asarray(indices, dtype=np.uint64)
+    if pair is not None:
+        p = np.asarray(pair, dtype=np.int64)
+        paired = (p >= 0) & (p < len(keys))
+        keys = keys.copy()
+        keys[paired] = np.minimum(keys[paired], keys[p[paired]])
     with np.errstate(over="ignore"):
-        x = (np.asarray(indices, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        x = (keys * np.uint64(0x9E3779B97F4A7C15)
              + np.uint64((seed * 0x632BE59BD9B4E019 + step * 0xD1B54A32D192ED03) % 2**64))
         # splitmix64 finaliser
         x ^= x >> np.uint64(30)
@@ -222,14 +234,15 @@ class Trainer:
 
     # ---- one step ------------------------------------------------------------------------------
 
-    def load_shard(self, step: int, indices: np.ndarray) -> torch.Tensor:
-        """The shard's images on the CPU, with the seeded horizontal flip applied."""
+    def load_shard(self, step: int, indices: np.ndarray, pair: np.ndarray | None = None) -> torch.Tensor:
+        """The shard's images on the CPU, with the seeded horizontal flip applied (one decision
+        per Δc = 0 pair, `flip_mask`)."""
         n = len(self.dataset)
         if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= n):
             bad = int(indices.max()) if int(indices.max()) >= n else int(indices.min())
             raise ValueError(f"plan for step {step}: sample index {bad} is outside the dataset's {n} samples")
         images = self.dataset.load(indices)
-        flip = torch.from_numpy(flip_mask(self.config["seed"], step, indices))
+        flip = torch.from_numpy(flip_mask(self.config["seed"], step, indices, pair))
         if flip.any():
             images[flip] = images[flip].flip(-1)
         if self.device.type == "cuda":
@@ -262,7 +275,7 @@ class Trainer:
             raise ConfigError(f"the per-rank shard of {n} samples does not split into train.grad_accum="
                               f"{self.grad_accum} equal micro-batches")
         if images is None:
-            images = self.load_shard(step, indices)
+            images = self.load_shard(step, indices, pair)
         micro = n // self.grad_accum
         self.optimizer.zero_grad(set_to_none=True)
         totals: dict[str, torch.Tensor] = {}
@@ -433,7 +446,8 @@ class Trainer:
                 if pool is not None:
                     for j in range(i, min(chunk.num_steps, i + workers + 1)):
                         if j not in pending:
-                            pending[j] = pool.submit(self.load_shard, chunk.first_step + j, chunk.indices[j])
+                            pending[j] = pool.submit(self.load_shard, chunk.first_step + j, chunk.indices[j],
+                                                     None if chunk.pair is None else chunk.pair[j])
                 t0 = time.perf_counter()
                 images = pending.pop(i).result() if pool is not None else None
                 terms = self._train_step(step, chunk.indices[i], chunk.domains[i],
