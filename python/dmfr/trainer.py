@@ -82,12 +82,24 @@ def local_plans(config: dict, labels: np.ndarray, rank: int, world_size: int, st
         yield PlanChunk(first, len(steps), shard, steps[-1] == total - 1, idx, np.zeros_like(idx, dtype=np.int16))
 
 
-def flip_mask(seed: int, step: int, indices: np.ndarray) -> np.ndarray:
+def flip_mask(seed: int, step: int, indices: np.ndarray, pair: np.ndarray | None = None) -> np.ndarray:
     """Which samples to flip horizontally: a hash of (seed, step, sample index), so the choice is
     reproducible and the same on any number of ranks (a resume on another rank count, and the
-    DDP-equals-single-process check, see the same images)."""
+    DDP-equals-single-process check, see the same images).
+
+    `pair` (the plan's partner positions in the shard, −1 for none): both sides of a Δc = 0 pair
+    share one decision, keyed by the smaller of the two sample indices. L_flt (paper, "Filter-based
+    DMFR") compares a synthetic sample with its own source so that the only difference is the
+    modality ε; an independent flip per side would add a mirror image to what F must learn.
+    Pairs never cross a shard, so this stays independent of the shard split."""
+    keys = np.asarray(indices, dtype=np.uint64)
+    if pair is not None:
+        p = np.asarray(pair, dtype=np.int64)
+        paired = (p >= 0) & (p < len(keys))
+        keys = keys.copy()
+        keys[paired] = np.minimum(keys[paired], keys[p[paired]])
     with np.errstate(over="ignore"):
-        x = (np.asarray(indices, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        x = (keys * np.uint64(0x9E3779B97F4A7C15)
              + np.uint64((seed * 0x632BE59BD9B4E019 + step * 0xD1B54A32D192ED03) % 2**64))
         # splitmix64 finaliser
         x ^= x >> np.uint64(30)
@@ -162,6 +174,7 @@ class Trainer:
         train = config["train"]
         self.grad_accum = train.get("grad_accum", 1)
         self.log_every = train.get("log_every", 1)
+        self.term_grad_norm_every = train.get("term_grad_norm_every", 100)
         self.checkpoint_every = train.get("checkpoint_every", 0)
         self.clip = config["optim"].get("clip_grad_norm", 5)  # arcface_torch clips at 5, as the schema default
         # AMP and channels_last follow the device rather than being CUDA-only: CPU autocast takes
@@ -224,17 +237,22 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
         self.next_step = 0
         self._agree_group = None
+        # steps since the last logged one, and how many of them clipping fired on (a device
+        # tensor, read only on logged steps so the loop never waits for the GPU for it)
+        self._window_steps = 0
+        self._clip_hits = torch.zeros((), device=self.device)
 
     # ---- one step ------------------------------------------------------------------------------
 
-    def load_shard(self, step: int, indices: np.ndarray) -> torch.Tensor:
-        """The shard's images on the CPU, with the seeded horizontal flip applied."""
+    def load_shard(self, step: int, indices: np.ndarray, pair: np.ndarray | None = None) -> torch.Tensor:
+        """The shard's images on the CPU, with the seeded horizontal flip applied (one decision
+        per Δc = 0 pair, `flip_mask`)."""
         n = len(self.dataset)
         if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= n):
             bad = int(indices.max()) if int(indices.max()) >= n else int(indices.min())
             raise ValueError(f"plan for step {step}: sample index {bad} is outside the dataset's {n} samples")
         images = self.dataset.load(indices)
-        flip = torch.from_numpy(flip_mask(self.config["seed"], step, indices))
+        flip = torch.from_numpy(flip_mask(self.config["seed"], step, indices, pair))
         if flip.any():
             images[flip] = images[flip].flip(-1)
         if self.device.type == "cuda":
@@ -252,14 +270,18 @@ class Trainer:
         return Batch(images, labels, doms, pr, meta_test)
 
     def train_step(self, step: int, indices: np.ndarray, domains: np.ndarray, pair: np.ndarray | None = None,
-                   meta_test: int | None = None, images: torch.Tensor | None = None) -> dict[str, float]:
+                   meta_test: int | None = None, images: torch.Tensor | None = None,
+                   diagnostics: bool = False) -> dict[str, float]:
         """One optimizer step on this rank's shard; returns this rank's loss terms (not averaged).
-        `images`: the shard already loaded by `load_shard` (prefetched), else loaded here."""
-        terms = self._train_step(step, indices, domains, pair, meta_test, images)
+        `images`: the shard already loaded by `load_shard` (prefetched), else loaded here.
+        `diagnostics`: a logged step's gradient norm and clip fraction (`_diagnostics`), and on every
+        `train.term_grad_norm_every`-th step the per-term gradient norms."""
+        terms = self._train_step(step, indices, domains, pair, meta_test, images, diagnostics)
         return {k: float(v) for k, v in terms.items()}
 
     def _train_step(self, step: int, indices: np.ndarray, domains: np.ndarray, pair: np.ndarray | None,
-                    meta_test: int | None, images: torch.Tensor | None) -> dict[str, torch.Tensor]:
+                    meta_test: int | None, images: torch.Tensor | None,
+                    diagnostics: bool = False) -> dict[str, torch.Tensor]:
         """As `train_step`, the terms left as tensors on the device: reading them back would
         synchronise with the GPU every step, so the loop does it only on logged steps."""
         n = len(indices)
@@ -267,10 +289,11 @@ class Trainer:
             raise ConfigError(f"the per-rank shard of {n} samples does not split into train.grad_accum="
                               f"{self.grad_accum} equal micro-batches")
         if images is None:
-            images = self.load_shard(step, indices)
+            images = self.load_shard(step, indices, pair)
         micro = n // self.grad_accum
         self.optimizer.zero_grad(set_to_none=True)
         totals: dict[str, torch.Tensor] = {}
+        term_grads: dict[str, list[torch.Tensor]] = {}
         for j in range(self.grad_accum):
             lo, hi = j * micro, (j + 1) * micro
             mpair = None
@@ -282,6 +305,8 @@ class Trainer:
             with (contextlib.nullcontext() if sync else self.model.no_sync()):
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                     out = self.model(batch)
+                if diagnostics and self._term_grad_step(step):
+                    self._accumulate_term_grads(out, term_grads)
                 # Each micro-batch loss is a mean over its samples: scale by 1/grad_accum so the
                 # accumulated gradient is that of the mean over the whole shard.
                 loss = out["loss"] / self.grad_accum
@@ -293,11 +318,19 @@ class Trainer:
             if self._sharded:
                 share_overflow_(self._sharded)
             self.scaler.unscale_(self.optimizer)
-        if self.clip > 0:
+        # The total norm comes free with clipping; without clipping it is computed on logged steps only.
+        total_norm = None
+        if self.clip > 0 or diagnostics:
+            max_norm = self.clip if self.clip > 0 else float("inf")  # inf: measure, scale by 1
             if self._sharded:
-                clip_grad_norm_sharded_(self._replicated, self._sharded, self.clip)
+                total_norm = clip_grad_norm_sharded_(self._replicated, self._sharded, max_norm)
             else:
-                torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.clip)
+                total_norm = torch.nn.utils.clip_grad_norm_(self.method.parameters(), max_norm)
+        self._window_steps += 1
+        if self.clip > 0:
+            self._clip_hits += (total_norm > self.clip).to(self._clip_hits.dtype)
+        if diagnostics:
+            totals.update(self._diagnostics(total_norm, term_grads))
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -306,6 +339,47 @@ class Trainer:
         self.scheduler.step()
         self.next_step = step + 1
         return totals
+
+    # ---- diagnostics (logged steps only) -----------------------------------------------------------
+
+    def _term_grad_step(self, step: int) -> bool:
+        return self.term_grad_norm_every > 0 and (step + 1) % self.term_grad_norm_every == 0
+
+    def _accumulate_term_grads(self, out: dict[str, torch.Tensor], term_grads: dict[str, list[torch.Tensor]]) -> None:
+        """Add each loss term's gradient (unweighted, this rank's shard, before DDP's averaging and
+        before clipping) to `term_grads`. Only for methods of several terms: a one-term method's
+        term gradient is the total gradient, logged as `grad_norm`. An extra backward per term,
+        which is why it runs only every `train.term_grad_norm_every` steps (bench/grad_diagnostics.py
+        measures it: ≈ 2.4× a filter step when taken)."""
+        names = self.method.terms if len(self.method.terms) > 1 else ()
+        params = [p for p in self.method.parameters() if p.requires_grad]
+        for name in names:
+            term = out[name]
+            if term.requires_grad:  # a term absent from this shard (e.g. meta's L_te) is a constant 0
+                scale = self.scaler.get_scale() if self.scaler else 1.0
+                grads = torch.autograd.grad(term * (scale / self.grad_accum), params, retain_graph=True, allow_unused=True)
+                grads = [torch.zeros_like(p) if g is None else g.detach() / scale for p, g in zip(params, grads)]
+            else:
+                grads = [torch.zeros_like(p) for p in params]
+            if name in term_grads:
+                for acc, g in zip(term_grads[name], grads):
+                    acc.add_(g)
+            else:
+                term_grads[name] = grads
+
+    def _diagnostics(self, total_norm: torch.Tensor, term_grads: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """What explains a result (issue #10): `grad_norm` (the total gradient norm before clipping,
+        the one `optim.clip_grad_norm` compares), `clip_fraction` (the share of steps since the last
+        logged step on which clipping fired) and `grad_norm_<term>` per loss term."""
+        out = {"grad_norm": total_norm.detach().float().reshape(())}
+        if self.clip > 0:
+            out["clip_fraction"] = self._clip_hits / max(self._window_steps, 1)
+            self._clip_hits = torch.zeros((), device=self.device)
+        self._window_steps = 0
+        for name, grads in term_grads.items():
+            out[f"grad_norm_{name}"] = torch.linalg.vector_norm(
+                torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+        return out
 
     def _distributed(self) -> bool:
         return dist.is_available() and dist.is_initialized() and self.world_size > 1
@@ -438,18 +512,21 @@ class Trainer:
                 if pool is not None:
                     for j in range(i, min(chunk.num_steps, i + workers + 1)):
                         if j not in pending:
-                            pending[j] = pool.submit(self.load_shard, chunk.first_step + j, chunk.indices[j])
+                            pending[j] = pool.submit(self.load_shard, chunk.first_step + j, chunk.indices[j],
+                                                     None if chunk.pair is None else chunk.pair[j])
                 t0 = time.perf_counter()
                 images = pending.pop(i).result() if pool is not None else None
+                is_last = chunk.last and i == chunk.num_steps - 1
+                logged = (step + 1) % self.log_every == 0 or is_last or self._term_grad_step(step)
                 terms = self._train_step(step, chunk.indices[i], chunk.domains[i],
                                          None if chunk.pair is None else chunk.pair[i],
-                                         None if chunk.meta_test is None else chunk.meta_test[i], images)
+                                         None if chunk.meta_test is None else chunk.meta_test[i], images,
+                                         diagnostics=logged)
                 window_steps += 1
                 total_samples += global_batch
                 result.last_step = step
-                is_last = chunk.last and i == chunk.num_steps - 1
                 i += 1
-                if (step + 1) % self.log_every == 0 or is_last:
+                if logged:
                     # the scheduler has already advanced: report the lr this step ran at
                     lr = self.scheduler.base_lrs[0] * self.scheduler.lr_lambdas[0](step)
                     averaged = self._average(terms)

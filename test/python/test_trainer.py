@@ -120,6 +120,29 @@ def test_flip_mask_is_seeded_per_sample_and_step():
     assert not np.array_equal(m, flip_mask(0, 6, idx)) and not np.array_equal(m, flip_mask(1, 5, idx))
 
 
+def test_both_sides_of_a_pair_share_one_flip():
+    # Issue #10: L_flt must see a pair differ only by the modality, never by a mirror image. A shard
+    # of 8 Δc = 0 pairs (positions 2q, 2q+1, as the filter sampler lays them out) and 8 unpaired
+    # samples, over 64 steps: every pair's two images are flipped alike, while unpaired samples
+    # (and the pairs as a whole) still flip about half the time.
+    ds = TinyFaceDataset()
+    trainer = Trainer(tiny_config(), ds)
+    indices = np.random.default_rng(1).permutation(len(ds))[:24].astype(np.int32)
+    pair = np.full(24, -1, np.int32)
+    pair[0:16:2], pair[1:16:2] = np.arange(1, 16, 2), np.arange(0, 16, 2)
+    raw = ds.load(indices)
+    flipped = []
+    for step in range(64):
+        images = trainer.load_shard(step, indices, pair)
+        was = np.array([not torch.equal(images[q], raw[q]) for q in range(24)])
+        assert all(torch.equal(images[q], raw[q].flip(-1)) for q in np.flatnonzero(was))
+        assert np.array_equal(was[0:16:2], was[1:16:2]), f"step {step}: a pair flipped apart"
+        flipped.append(was)
+    rate = np.mean(flipped, axis=0)
+    # 64 fair coin flips per sample: P(a count outside [12, 52]) < 1e-6 each
+    assert rate.min() > 12 / 64 and rate.max() < 52 / 64, rate
+
+
 def test_local_plans_cover_each_epoch_once_in_equal_shards():
     labels = np.zeros(50, np.int32)
     config = tiny_config(train={"steps": 9, "batch_size": 12}, sampler={"chunk_steps": 2})

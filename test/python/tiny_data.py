@@ -31,7 +31,7 @@ BASE_CONFIG = {
     "optim": {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "no_bn_decay": False, "schedule": "step",
               "milestones": [], "gamma": 0.1, "warmup_steps": 0, "clip_grad_norm": 5},
     "train": {"steps": 10, "batch_size": 16, "nproc": 1, "amp": "none", "channels_last": False, "grad_accum": 1,
-              "log_every": 1, "checkpoint_every": 0, "keep_last": 3, "deterministic": False},
+              "log_every": 1, "checkpoint_every": 0, "term_grad_norm_every": 100, "keep_last": 3, "deterministic": False},
     "sampler": {"kind": "real", "mix_ratio": [1, 1], "identity_balanced": False, "chunk_steps": 4, "credit": 4},
     "runtime": {"device": "cpu", "bind": "127.0.0.1", "nnodes": 1, "advertise": "", "curve": False, "master_port": 0,
                 "heartbeat_s": 0.5, "rank_timeout_s": 60, "startup_timeout_s": 120,

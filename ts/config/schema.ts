@@ -118,6 +118,7 @@ export const TrainConfig = Type.Object(
     grad_accum: Positive('micro-batches per optimizer step', { default: 1 }),
     log_every: Positive('steps between metrics messages', { default: 1 }),
     checkpoint_every: Type.Integer({ minimum: 0, default: 0, description: '0: only at the end' }),
+    term_grad_norm_every: Type.Integer({ minimum: 0, default: 100, description: 'steps between per-loss-term gradient norms (an extra backward per term; docs/methods.md, Diagnostics); 0: never' }),
     keep_last: Positive('checkpoints kept', { default: 3 }),
     init: Type.Optional(Type.String({ description: 'checkpoint or arcface_torch backbone.pth to start from' })),
     deterministic: Type.Boolean({ default: false }),

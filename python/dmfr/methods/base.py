@@ -25,7 +25,7 @@ class Batch:
 class Method(nn.Module):
     """Subclasses set `self.backbone` and implement `forward`."""
 
-    #: names of the loss terms `forward` returns besides "loss"
+    #: names of the loss terms `forward` returns besides "loss" (unweighted, attached to the graph)
     terms: tuple[str, ...] = ("L_cls",)
 
     def __init__(self, config: dict, num_classes: int):
@@ -38,7 +38,9 @@ class Method(nn.Module):
                                   width=model["width"], input_size=config["data"]["image_size"])
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Return {"loss": total objective, <term>: detached or not, …}."""
+        """Return {"loss": total objective, <term>: …}. Loss terms (`terms`) stay attached to the
+        graph: on logged steps the trainer takes each one's gradient norm (docs/methods.md,
+        "Diagnostics"). Other keys (e.g. meta's `meta_step_ratio`) are detached diagnostics."""
         raise NotImplementedError
 
     @torch.no_grad()

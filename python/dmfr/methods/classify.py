@@ -21,4 +21,4 @@ class Classify(Method):
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         loss = self.head(self.backbone(batch.images), batch.labels)
-        return {"loss": loss, "L_cls": loss.detach()}
+        return {"loss": loss, "L_cls": loss}

@@ -122,7 +122,7 @@ class DisentangleDMFR(Method):
         l_cls = self.head(p["f_id"], batch.labels)
         l_recons = reconstruction_loss(p["M_recons"], p["M"])
         loss = l_cls + self.lambda_disen * l_recons
-        return {"loss": loss, "L_cls": l_cls.detach(), "L_recons": l_recons.detach()}
+        return {"loss": loss, "L_cls": l_cls, "L_recons": l_recons}
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:

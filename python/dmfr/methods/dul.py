@@ -61,7 +61,7 @@ class DUL(Method):
         l_cls = self.head(sample, batch.labels)
         kl = 0.5 * (mu.pow(2) + log_var.exp() - log_var - 1).sum(dim=1).mean()
         loss = l_cls + self.kl_weight * kl
-        return {"loss": loss, "L_cls": l_cls.detach(), "KL": kl.detach()}
+        return {"loss": loss, "L_cls": l_cls, "KL": kl}
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:

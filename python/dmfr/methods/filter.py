@@ -120,4 +120,4 @@ class FilterDMFR(Method):
         l_cls = self.classification_loss(z, batch)
         l_flt = self.filter_loss(z, batch)
         loss = l_cls + self.lambda_flt * l_flt
-        return {"loss": loss, "L_cls": l_cls.detach(), "L_flt": l_flt.detach()}
+        return {"loss": loss, "L_cls": l_cls, "L_flt": l_flt}

@@ -44,12 +44,14 @@ def meta_objective(head: MarginHead, features: torch.Tensor, labels: torch.Tenso
         raise ValueError("meta: empty batch")
     w = head.weight
     zero = features.new_zeros(())
+    # `meta_step_ratio` = ‖α ∇_w L_tr‖ / ‖w‖, the inner step's size relative to the prototypes
+    # (issue #10: is α large enough to matter?); 0 when no inner step is taken.
     if not has_test:
         l_tr = _margin_ce(head, features[train_mask], labels[train_mask], w)
-        return {"loss": l_tr, "L_tr": l_tr.detach(), "L_te": zero}
+        return {"loss": l_tr, "L_tr": l_tr, "L_te": zero, "meta_step_ratio": zero}
     if not has_train:
         l_te = _margin_ce(head, features[test_mask], labels[test_mask], w)
-        return {"loss": l_te, "L_tr": zero, "L_te": l_te.detach()}
+        return {"loss": l_te, "L_tr": zero, "L_te": l_te, "meta_step_ratio": zero}
     outer_grad = torch.is_grad_enabled()
     # The inner step needs a graph even when the caller evaluates under no_grad.
     with torch.enable_grad():
@@ -60,7 +62,9 @@ def meta_objective(head: MarginHead, features: torch.Tensor, labels: torch.Tenso
     w_prime = w - alpha * grad_w
     l_te = _margin_ce(head, features[test_mask], labels[test_mask], w_prime)
     loss = lambda_meta * l_tr + (1.0 - lambda_meta) * l_te
-    return {"loss": loss, "L_tr": l_tr.detach(), "L_te": l_te.detach()}
+    with torch.no_grad():
+        ratio = alpha * torch.linalg.vector_norm(grad_w.float()) / torch.linalg.vector_norm(w.float()).clamp_min(1e-12)
+    return {"loss": loss, "L_tr": l_tr, "L_te": l_te, "meta_step_ratio": ratio}
 
 
 class MetaDMFR(Method):

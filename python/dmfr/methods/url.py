@@ -66,12 +66,12 @@ class URL(Method):
         conf = 2.0 * self.s0 * torch.sigmoid(self.confidence(f))  # [B, K]
         logits = (conf.unsqueeze(2) * (cosine - margin)).mean(dim=1)
         l_cls = F.cross_entropy(logits, labels)
-        out = {"L_cls": l_cls.detach()}
+        out = {"L_cls": l_cls}
         loss = l_cls
         if self.decorrelation:
             l_dec = self._decorrelation(sub.flatten(1), (batch.domains != 0).to(f.dtype))
             loss = loss + l_dec
-            out["L_dec"] = l_dec.detach()
+            out["L_dec"] = l_dec
         out["loss"] = loss
         return out
 
