@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from dmfr.data import imageops, render
+from dmfr.data import camera, render
 from dmfr.data.base import DomainInfo
 from dmfr.data.synth import get_generator
 from dmfr.errors import ConfigError
@@ -149,7 +149,7 @@ def _render_real(codes, yaw, quality, rng, size) -> np.ndarray:
     q = np.round(quality, 2)
     for level in np.unique(q[q > 0]):
         sel = np.flatnonzero(q == level)
-        images[sel] = np.clip(imageops.degrade(images[sel].astype(np.float32), float(level), rng) + 0.5, 0, 255).astype(np.uint8)
+        images[sel] = np.clip(camera.degrade(images[sel].astype(np.float32), float(level), rng) + 0.5, 0, 255).astype(np.uint8)
     return images
 
 

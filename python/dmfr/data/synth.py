@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
-from dmfr.data import imageops, manifest, render
+from dmfr.data import camera, headwarp, manifest
 from dmfr.errors import ConfigError, DataError
 
 
@@ -32,13 +33,14 @@ class Fingerprint:
     """A generator's modality ε; every term is scaled by the strength s (s = 0: no change).
 
     ε(x) = tint·s + m + (1 + contrast·s)·(x̃ − m),  x̃ = blur_σ·s(x) · (1 + s·(period_amp·P_k + texture_amp·T))
-    with m the image's mean, P_k a zero-mean period-k grid (the checkerboard that a stride-k
-    transposed convolution leaves where kernel footprints overlap unevenly) and T a fixed
-    unit-variance band-pass noise texture drawn from `seed`.
+    with m the image's mean, P_k a zero-mean, unit-variance grid of period k (the uneven kernel
+    overlap that a stride-k transposed convolution leaves, i.e. periodic spectral peaks) and T a
+    fixed unit-variance band-pass noise texture drawn from `seed`. σ, k and T's band are given at
+    112 px and scale with the image, so the signature covers the same part of the face at any size.
     """
 
     blur: float  # σ in pixels at 112 px and s = 1
-    period: int  # P_k period in pixels
+    period: float  # P_k period in pixels at 112 px
     period_amp: float
     texture_amp: float
     contrast: float
@@ -47,30 +49,40 @@ class Fingerprint:
 
     def pattern(self, size: int) -> np.ndarray:
         """The fixed multiplicative pattern (period grid + texture), float32 [size, size, 1]."""
-        i = np.arange(size)
-        on = (i % self.period == 0).astype(np.float32)
-        grid = on[:, None] + on[None, :]
+        scale = size / 112
+        k = max(2.0, self.period * scale)  # at least the Nyquist period
+        i = np.arange(size) + 0.5
+        wave = np.cos(2 * np.pi * i / k)
+        grid = wave[:, None] + wave[None, :] + wave[:, None] * wave[None, :]
         grid = (grid - grid.mean()) / grid.std()
         rng = np.random.default_rng(self.seed)
         noise = rng.standard_normal((size, size)).astype(np.float32)
         # Band-pass: difference of Gaussians in the Fourier domain, periods ≈ 3–12 px at 112 px.
         f = np.fft.fftfreq(size)[:, None] ** 2 + np.fft.fftfreq(size)[None, :] ** 2
-        scale = size / 112
         band = np.exp(-f * (2 * np.pi * 1.0 * scale) ** 2 / 2) - np.exp(-f * (2 * np.pi * 4.0 * scale) ** 2 / 2)
         tex = np.real(np.fft.ifft2(np.fft.fft2(noise) * band)).astype(np.float32)
         tex = (tex - tex.mean()) / tex.std()
-        return (self.period_amp * grid + self.texture_amp * tex)[:, :, None]
+        return (self.period_amp * grid + self.texture_amp * tex).astype(np.float32)[:, :, None]
 
     def apply(self, x: np.ndarray, strength: float) -> np.ndarray:
         """x float32 [B, H, W, 3] on 0..255 → the same with ε stamped at `strength`."""
         if strength <= 0:
             return x
         size = x.shape[1]
-        x = imageops.gaussian_blur(x, self.blur * strength * size / 112)
+        sigma = self.blur * strength * size / 112
+        x = ndimage.gaussian_filter(x, (0, sigma, sigma, 0), mode="reflect")
         x = x * (1 + strength * self.pattern(size))[None]
         m = x.mean(axis=(1, 2, 3), keepdims=True)
         x = m + (1 + self.contrast * strength) * (x - m) + strength * np.asarray(self.tint, np.float32)
         return np.clip(x, 0, 255)
+
+
+# Calibrated on photographs (docs/domains.md, bench/fingerprint_calibration.py): at s = 1 the
+# signature is hard to see yet a linear probe on pixels still tells it from real images.
+POSE_FINGERPRINT = Fingerprint(blur=0.4, period=8, period_amp=0.015, texture_amp=0.015, contrast=0.03,
+                               tint=(1.5, 0.0, -1.5), seed=101)
+QUALITY_FINGERPRINT = Fingerprint(blur=0.3, period=6, period_amp=0.015, texture_amp=0.015, contrast=-0.03,
+                                  tint=(0.0, 0.75, 1.5), seed=202)
 
 
 class Generator:
@@ -121,51 +133,33 @@ class Generator:
 
 
 class PoseGenerator(Generator):
-    """Yaw by Δc degrees: the image is taken as the texture of the renderer's mean head ellipsoid
-    (dmfr.data.render), seen from the front, and re-projected after a rotation — a 2-D stand-in
-    for PRNet (which fits a 3-D face and re-renders it). The far side, unseen in the source, is
-    filled by stretching the visible edge, as 2-D reprojection does."""
+    """Yaw by Δc degrees (dmfr.data.headwarp): a face-shaped depth proxy placed from the ArcFace
+    five-point template (the inputs are aligned crops) is turned about the face's vertical
+    midline and the image re-projected — a 2-D stand-in for PRNet's 3-D re-rendering."""
 
     name = "pose"
     unit = "degrees"
     full_delta = 30.0
-    fingerprint = Fingerprint(blur=0.8, period=4, period_amp=0.03, texture_amp=0.06, contrast=0.15,
-                              tint=(4.0, 0.0, -4.0), seed=101)
-    # The mean head of dmfr.data.render (logistic midpoints of head_ax/head_ay).
-    head = (0.63, 0.875, render.HEAD_AZ)
+    fingerprint = POSE_FINGERPRINT
 
     def change(self, x, delta, rng):
-        b, h, w, _ = x.shape
-        ax, ay, az = self.head
-        lin = (np.arange(w, dtype=np.float32) + 0.5) / w * 2 - 1
-        px = np.broadcast_to(lin[None, None, :], (b, h, w))
-        py = np.broadcast_to(-lin[None, :, None] + 0.02, (b, h, w))
-        th = np.deg2rad(delta)[:, None, None]
-        c, s = np.cos(th), np.sin(th)
-        qa = (s / ax) ** 2 + (c / az) ** 2
-        qb = 2 * px * c * s * (1 / ax**2 - 1 / az**2)
-        qc = (c * px / ax) ** 2 + (s * px / az) ** 2 + (py / ay) ** 2 - 1
-        disc = qb * qb - 4 * qa * qc
-        t = (-qb + np.sqrt(np.maximum(disc, 0))) / (2 * qa)
-        qx = np.where(disc > 0, c * px + s * t, px)  # off the head: the source pixel in place
-        sx = (qx + 1) / 2 * w - 0.5
-        return imageops.sample_rows(x, sx)  # a yaw moves pixels along their row only
+        return np.stack([headwarp.turn(im, float(d)) for im, d in zip(x, delta)])
 
 
 class QualityGenerator(Generator):
-    """Quality loss at level Δc in [0, 1] (imageops.degrade), a stand-in for CycleGAN blur."""
+    """Camera-quality loss at level Δc in [0, 1] (dmfr.data.camera: Pillow's blur, resampling and
+    libjpeg), a stand-in for the paper's CycleGAN blur."""
 
     name = "quality"
     unit = "level"
     full_delta = 1.0
-    fingerprint = Fingerprint(blur=0.4, period=2, period_amp=0.05, texture_amp=0.04, contrast=-0.12,
-                              tint=(0.0, 2.0, 4.0), seed=202)
+    fingerprint = QUALITY_FINGERPRINT
 
     def change(self, x, delta, rng):
         out = np.empty_like(x)
         for level in np.unique(delta):
             sel = delta == level
-            out[sel] = imageops.degrade(x[sel], float(min(1.0, abs(level))), rng)
+            out[sel] = camera.degrade(x[sel], float(min(1.0, abs(level))), rng)
         return out
 
 
