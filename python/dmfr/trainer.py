@@ -112,6 +112,9 @@ def flip_mask(seed: int, step: int, indices: np.ndarray, pair: np.ndarray | None
 
 @dataclass
 class StepStats:
+    # Steps completed when the values were taken (the 0-based index of the step just run + 1), the
+    # one step number of docs/protocol.md: a checkpoint saved then is step-%08d.pt of the same
+    # number, as arcface_torch's global_step and TensorBoard's x-axis count.
     step: int
     loss: float
     terms: dict[str, float]
@@ -532,7 +535,7 @@ class Trainer:
                     averaged = self._average(terms)
                     window_compute += time.perf_counter() - t0
                     elapsed = time.perf_counter() - window_start
-                    stats = StepStats(step, averaged.pop("loss"), averaged, lr,
+                    stats = StepStats(step + 1, averaged.pop("loss"), averaged, lr,
                                       window_steps * global_batch / max(elapsed, 1e-9), window_wait,
                                       window_compute / max(window_steps, 1))
                     result.losses.append(stats.loss)
@@ -565,4 +568,4 @@ class Trainer:
         path, size = self.save_checkpoint(method_state)
         log.info("checkpoint step %d: %s (%d bytes)", self.next_step, path, size)
         if on_checkpoint:
-            on_checkpoint(self.next_step - 1, path, size)
+            on_checkpoint(self.next_step, path, size)  # steps completed, as the file name

@@ -217,7 +217,7 @@ def run_with_controller(run_dir: str | None) -> int:
         result = trainer.run(_plan_source(link, start_step, config["sampler"].get("credit", 4)), start_step,
                              on_metrics=on_metrics, on_checkpoint=on_checkpoint, on_step=on_step,
                              stop_at=stop_at, final_checkpoint=final_checkpoint)
-        log.info("rank %d %s at step %d: %.1f samples/s, %.3f s waiting for plans", rank, result.reason,
+        log.info("rank %d %s after %d steps: %.1f samples/s, %.3f s waiting for plans", rank, result.reason,
                  result.last_step, result.samples_per_s, result.plan_wait_s)
         link.send("bye", {"reason": result.reason, "last_step": result.last_step, "train_time_s": result.train_time_s})
         return EXIT_OK

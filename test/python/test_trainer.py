@@ -15,7 +15,7 @@ def test_loss_falls():
     logged = []
     result = trainer.run(local_plans(config, ds.labels, 0, 1), on_metrics=logged.append)
     assert result.reason == "completed" and result.last_step == 39
-    assert [s.step for s in logged] == list(range(40))
+    assert [s.step for s in logged] == list(range(1, 41))  # steps completed
     first, last = np.mean(result.losses[:5]), np.mean(result.losses[-5:])
     assert last < 0.5 * first, (first, last)
     assert all(s.samples_per_s > 0 and s.step_time_s > 0 and "L_cls" in s.terms for s in logged)
@@ -84,7 +84,8 @@ def test_resume_from_a_checkpoint_continues_bitwise(tmp_path):
     saved = []
     whole = Trainer(config, ds, checkpoint_dir=tmp_path / "a")
     whole.run(local_plans(config, ds.labels, 0, 1), on_checkpoint=lambda *a: saved.append(a))
-    assert [s[0] for s in saved] == [2, 5]  # (last finished step, path, bytes)
+    assert [s[0] for s in saved] == [3, 6]  # (steps completed, path, bytes)
+    assert [s[1].name for s in saved] == ["step-00000003.pt", "step-00000006.pt"]  # the same number
     from dmfr.checkpoint import load_checkpoint
 
     state = load_checkpoint(saved[0][1])
@@ -106,7 +107,7 @@ def test_stop_at_final_step_and_log_every():
     result = Trainer(config, ds).run(local_plans(config, ds.labels, 0, 1), on_metrics=logged.append,
                                      stop_at=lambda: 7)
     assert result.reason == "stopped" and result.last_step == 7
-    assert [s.step for s in logged] == [2, 5]
+    assert [s.step for s in logged] == [3, 6]  # steps completed
     # warm-up 0.2·k/2 for k < 2, then 0.2, ×0.1 from step 4: the lr each logged step ran at
     assert [s.lr for s in logged] == pytest.approx([0.2, 0.02])
 

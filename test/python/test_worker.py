@@ -108,10 +108,11 @@ def test_worker_speaks_the_protocol_end_to_end(controller, tmp_path):
     assert bye.body.pop("train_time_s") > 0
     assert bye.body == {"reason": "completed", "last_step": 5}
     metrics = s.of("metrics")
-    assert [m["step"] for m in metrics] == list(range(6))  # every step exactly once
+    assert [m["step"] for m in metrics] == list(range(1, 7))  # every step exactly once, as steps completed
     assert all(m["loss"] > 0 and m["lr"] == pytest.approx(0.1) and "L_cls" in m["terms"] for m in metrics)
     saved = s.of("checkpoint-saved")
-    assert len(saved) == 1 and saved[0]["step"] == 5 and Path(saved[0]["path"]).stat().st_size == saved[0]["bytes"]
+    assert len(saved) == 1 and saved[0]["step"] == 6 and Path(saved[0]["path"]).stat().st_size == saved[0]["bytes"]
+    assert Path(saved[0]["path"]).name == "step-00000006.pt"  # one step number: the event's and the file's
     assert any(m.type == "heartbeat" for m in s.events)
     assert not s.of("error")
 
@@ -136,7 +137,7 @@ def test_worker_resumes_from_a_checkpoint(controller, tmp_path):
         assert proc.wait(60) == 0
     assert bye.body.pop("train_time_s") > 0
     assert bye.body == {"reason": "completed", "last_step": 5}
-    assert [m["step"] for m in s.of("metrics")] == [4, 5]
+    assert [m["step"] for m in s.of("metrics")] == [5, 6]
 
 
 def test_worker_resumes_past_a_truncated_newest_checkpoint(controller, tmp_path):
@@ -182,9 +183,9 @@ def test_stop_finishes_the_planned_steps(controller, tmp_path, checkpoint):
         assert proc.wait(60) == 0
     assert bye.body.pop("train_time_s") > 0
     assert bye.body == {"reason": "stopped", "last_step": 7}
-    assert [m["step"] for m in s.of("metrics")] == list(range(8))
+    assert [m["step"] for m in s.of("metrics")] == list(range(1, 9))
     # a checkpoint only when the stop asks for one; it resumes at step 8
-    assert [c["step"] for c in s.of("checkpoint-saved")] == ([7] if checkpoint else [])
+    assert [c["step"] for c in s.of("checkpoint-saved")] == ([8] if checkpoint else [])
     if checkpoint:
         from dmfr.checkpoint import load_checkpoint
 

@@ -39,8 +39,8 @@ describe.skipIf(!HAVE_PYTHON)('dmfr run end to end (2 ranks, CPU)', () => {
     expect(summary.status, summary.cause ?? '').toBe('completed');
     expect(summary.steps).toBe(STEPS);
     expect(summary.run_dir).toBe(out);
-    // Every step's metrics exactly once.
-    expect([...seen.keys()].sort((a, b) => a - b)).toEqual([...Array(STEPS).keys()]);
+    // Every step's metrics exactly once, numbered by steps completed (1 … STEPS).
+    expect([...seen.keys()].sort((a, b) => a - b)).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
     expect([...seen.values()].every((n) => n === 1)).toBe(true);
     expect(summary.metrics_duplicates).toBe(0);
     // Rank 0's own training time came with its bye: at most the span the controller saw.
@@ -102,7 +102,7 @@ describe.skipIf(!HAVE_PYTHON)('resume (2 ranks, CPU)', () => {
     const b = await second.start();
     expect(b.status, b.cause ?? '').toBe('completed');
     expect(b.steps).toBe(32);
-    expect(steps).toEqual(Array.from({ length: 16 }, (_, i) => 16 + i));
+    expect(steps).toEqual(Array.from({ length: 16 }, (_, i) => 17 + i)); // steps completed 17 … 32
     // Trained weights came back: the resumed run starts far below a fresh run's first loss.
     expect(losses[0]!).toBeLessThan(0.7 * firstLosses[0]!);
   }, 150_000);

@@ -180,7 +180,7 @@ describe('HTTP API', () => {
     const reader = res.body!.getReader();
     // Live events after connecting: published through the bus as the supervisor does.
     setTimeout(() => {
-      t.bus.publish(t.store.recordMetrics('live-1', 0, { loss: 2.5 }));
+      t.bus.publish(t.store.recordMetrics('live-1', 1, { loss: 2.5, 'terms.L_cls': 2.5 }));
       t.bus.publish(t.store.transition('live-1', 'QUEUED', 'STOPPING_CANCELED'));
       t.bus.publish(t.store.transition('live-1', 'STOPPING_CANCELED', 'CANCELED'));
     }, 100);
@@ -192,6 +192,11 @@ describe('HTTP API', () => {
     }
     const got = [...text.matchAll(/^id: (\d+)\nevent: (\w+)/gm)].map((m) => [Number(m[1]), m[2]]);
     expect(got.map((g) => g[1])).toEqual(['metrics', 'state', 'state']); // the QUEUED event was before Last-Event-ID
+    // The loss terms nest under `terms`, as on the wire and in `dmfr runs metrics` (docs/service.md).
+    const metrics = JSON.parse(/event: metrics\ndata: (.*)\n/.exec(text)![1]!);
+    expect(metrics).toMatchObject({ step: 1, loss: 2.5, terms: { L_cls: 2.5 } });
+    expect(metrics).not.toHaveProperty('L_cls');
+    expect(metrics).not.toHaveProperty(['terms.L_cls']);
     expect(got.every((g, i) => i === 0 || (g[0] as number) > (got[i - 1]![0] as number))).toBe(true);
     // After the terminal state a reconnect gets 204, which stops EventSource.
     const again = await fetch(`${base}/experiments/live-1/metrics`, { headers: { accept: 'text/event-stream', 'last-event-id': String(got.at(-1)![0]) } });

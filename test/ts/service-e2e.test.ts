@@ -2,7 +2,7 @@
 // SDK, restart from checkpoint after a rank is SIGKILLed, pause/resume, and reconciliation after
 // the service itself is SIGKILLed and started again on the same data directory.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -76,7 +76,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 describe.skipIf(!HAVE_PYTHON)('dmfr serve end to end', () => {
   it('runs an experiment to completion with live metrics over SSE', async () => {
-    const { url } = await startServer();
+    const { url, dataDir } = await startServer();
     const client = new Client(url);
     const exp = await client.createExperiment({ preset: 'quick', steps: 30, set: TINY, name: 'sse' });
     expect(['QUEUED', 'STARTING']).toContain(exp.state); // placed at once when devices are free
@@ -84,16 +84,26 @@ describe.skipIf(!HAVE_PYTHON)('dmfr serve end to end', () => {
     await live.done;
     expect(live.states()).toEqual(['QUEUED', 'STARTING', 'RUNNING', 'STOPPING_COMPLETED', 'COMPLETED']);
     const steps = live.events.filter((e) => e.kind === 'metrics').map((e) => e.data.step);
-    expect(steps).toEqual(Array.from({ length: 30 }, (_, i) => i));
+    expect(steps).toEqual(Array.from({ length: 30 }, (_, i) => i + 1)); // steps completed, 1 … 30
     const ids = live.events.map((e) => e.id);
     expect([...ids].sort((a, b) => a - b)).toEqual(ids);
-    const loss = await client.metrics(exp.id, { names: ['loss'] });
+    const loss = await client.metrics(exp.id, { names: ['loss', 'terms.L_cls'] });
     expect(loss.loss).toHaveLength(30);
+    // The store names the terms as the run store does; SSE nests them as the wire does.
+    expect(loss['terms.L_cls']).toHaveLength(30);
+    const metricEvents = live.events.filter((e) => e.kind === 'metrics');
+    expect(metricEvents.every((e) => typeof (e.data.terms as Record<string, number>).L_cls === 'number')).toBe(true);
     const ckpts = await client.checkpoints(exp.id);
-    expect(ckpts.map((c) => c.step)).toContain(29);
-    const dl = await fetch(`${url}/experiments/${exp.id}/checkpoints/29`);
+    // One step number: the final checkpoint is step 30 in the list, the events, the download
+    // route and the file name.
+    expect(ckpts.map((c) => c.step)).toContain(30);
+    expect(live.events.filter((e) => e.kind === 'checkpoint').map((e) => e.data.step)).toContain(30);
+    const dl = await fetch(`${url}/experiments/${exp.id}/checkpoints/30`);
     expect(dl.status).toBe(200);
-    expect((await dl.arrayBuffer()).byteLength).toBe(ckpts.find((c) => c.step === 29)!.bytes);
+    expect((await dl.arrayBuffer()).byteLength).toBe(ckpts.find((c) => c.step === 30)!.bytes);
+    expect(dl.headers.get('content-disposition')).toContain(`${exp.id}-step-30.pt`);
+    const runDir = path.join(dataDir, 'experiments', exp.id);
+    expect(readdirSync(path.join(runDir, 'checkpoints'))).toContain('step-00000030.pt');
   });
 
   it('answers the dmfr exp client verbs', async () => {

@@ -21,7 +21,7 @@ export class ProgressBar {
     if (!this.enabled) return;
     const now = Date.now();
     this.firstStepAt ??= { step: m.step, at: now };
-    const done = m.step + 1;
+    const done = m.step; // steps completed (docs/protocol.md)
     if (now - this.lastDraw < 100 && done < m.total_steps) return;
     this.lastDraw = now;
     const width = 30;

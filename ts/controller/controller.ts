@@ -11,6 +11,7 @@ import type { RunConfig } from '../config/schema.ts';
 import { log as rootLog, type Logger } from '../log.ts';
 import { createSampler } from '../sampler/index.ts';
 import type { DatasetMeta, Sampler } from '../sampler/types.ts';
+import { flattenMetrics } from '../store/metric-names.ts';
 import { Store, type RunState } from '../store/store.ts';
 import { ControllerLink, WireRejection, type Body, type Message, type MsgType, type NamedBuffer } from '../wire/index.ts';
 import { newKey, newRunId } from './ids.ts';
@@ -99,7 +100,8 @@ export class RunController extends EventEmitter {
   private metricsSeen = new Set<number>();
   private duplicates = 0;
   private finalLoss: number | null = null;
-  private lastMetricStep = -1;
+  /** Steps completed at the latest metrics message (the one step number, docs/protocol.md). */
+  private stepsCompleted = 0;
   private readonly meter = new RateMeter();
   private closed = false;
 
@@ -317,7 +319,8 @@ export class RunController extends EventEmitter {
         // gone): name the dead rank first.
         const dead = this.deadRanks().filter((d) => d.rank !== rank);
         const first = dead.map((d) => `rank ${d.rank} (pid ${d.pid}) exited without saying bye; then `).join('');
-        this.fail(`${first}rank ${rank} failed at step ${body.step ?? '?'}: ${body.type}: ${body.message}`);
+        // error.step counts the steps the rank had completed (docs/protocol.md).
+        this.fail(`${first}rank ${rank} failed after ${body.step ?? '?'} completed steps: ${body.type}: ${body.message}`);
         return;
       }
       case 'bye': {
@@ -325,8 +328,8 @@ export class RunController extends EventEmitter {
         if (info) info.bye = body;
         this.emit('bye', rank, body);
         this.log.info({ rank, ...body }, 'bye');
-        if (body.reason === 'error') this.fail(this.failureCause ?? `rank ${rank} stopped on an error at step ${body.last_step}`);
-        else if (body.reason === 'controller_lost') this.fail(`rank ${rank} lost its controller at step ${body.last_step}`);
+        if (body.reason === 'error') this.fail(this.failureCause ?? `rank ${rank} stopped on an error after ${body.last_step + 1} completed steps`);
+        else if (body.reason === 'controller_lost') this.fail(`rank ${rank} lost its controller after ${body.last_step + 1} completed steps`);
         return;
       }
     }
@@ -435,18 +438,10 @@ export class RunController extends EventEmitter {
       return;
     }
     this.metricsSeen.add(b.step);
-    const values: Record<string, number | null> = {
-      loss: b.loss,
-      lr: b.lr,
-      samples_per_s: b.samples_per_s,
-      plan_wait_s: b.plan_wait_s,
-      step_time_s: b.step_time_s,
-    };
-    for (const [k, v] of Object.entries(b.terms)) values[`terms.${k}`] = v;
-    this.store.addMetrics(this.runId, b.step, values);
+    this.store.addMetrics(this.runId, b.step, flattenMetrics(b));
     if (this.store.pendingMetrics > 2000) this.store.flushMetrics();
-    if (b.step >= this.lastMetricStep) {
-      this.lastMetricStep = b.step;
+    if (b.step >= this.stepsCompleted) {
+      this.stepsCompleted = b.step;
       this.finalLoss = b.loss;
     }
     this.meter.add(b.step, Date.now(), b.plan_wait_s, b.step_time_s);
@@ -479,7 +474,7 @@ export class RunController extends EventEmitter {
       if (r && !r.bye && r.host === hostname() && !isAlive(r.pid)) {
         r.goneSince ??= now;
         if (now - r.goneSince > 2000) {
-          this.fail(`rank ${rank} (pid ${r.pid}) exited without saying bye${r.lastStep >= 0 ? ` after step ${r.lastStep}` : ''}`);
+          this.fail(`rank ${rank} (pid ${r.pid}) exited without saying bye${r.lastStep >= 0 ? ` after ${r.lastStep + 1} completed steps` : ''}`);
           return;
         }
       }
@@ -556,12 +551,13 @@ export class RunController extends EventEmitter {
 
   private summary(status: RunStatus, cause: string | null): RunSummary {
     const r0 = this.ranks.get(0);
-    const lastStep = Math.max(this.lastMetricStep, r0?.bye?.last_step ?? -1);
+    // bye.last_step is the 0-based index of the rank's last step: + 1 is steps completed.
+    const steps = Math.max(this.stepsCompleted, (r0?.bye?.last_step ?? -1) + 1);
     const stepsPerS = this.meter.stepsPerS;
     return {
       run_id: this.runId,
       status,
-      steps: lastStep + 1,
+      steps,
       final_loss: this.finalLoss,
       run_dir: this.runDir,
       samples_per_s: stepsPerS === null ? null : stepsPerS * this.config.train.batch_size,

@@ -3,6 +3,7 @@
 import type { Logger } from 'pino';
 import type { RunConfig } from '../config/schema.ts';
 import { RunController, type MetricsEvent } from '../controller/index.ts';
+import { flattenMetrics } from '../store/metric-names.ts';
 import type { Launcher } from './launcher.ts';
 
 export function controllerLauncher(log: Logger): Launcher {
@@ -19,8 +20,11 @@ export function controllerLauncher(log: Logger): Launcher {
       if (to === 'running') req.events.onStarted?.({ pid: controller.pid });
     });
     controller.on('metrics', (m: MetricsEvent) => {
-      const values: Record<string, number> = { loss: m.loss ?? Number.NaN, lr: m.lr, samples_per_s: m.samples_per_s, ...(m.terms ?? {}) };
-      req.events.onMetrics?.(m.step, values);
+      // The run store's names (terms under `terms.`); the service store keeps the same, and its
+      // SSE events nest them back (ts/store/metric-names.ts). A non-finite value travels as null.
+      const { loss, lr, samples_per_s, terms } = m;
+      const values = flattenMetrics({ loss, lr, samples_per_s, terms });
+      req.events.onMetrics?.(m.step, Object.fromEntries(Object.entries(values).map(([k, v]) => [k, v ?? Number.NaN])));
     });
     controller.on('join', (joinFile: string) =>
       req.events.onJoin?.({ joinFile, nnodes: (req.config as unknown as RunConfig).runtime.nnodes }),

@@ -2,6 +2,7 @@
 // Schema changes are numbered migrations (ts/store/sqlite.ts applies them; an older dmfr refuses a
 // newer store).
 import type Database from 'better-sqlite3';
+import { nestMetrics } from '../store/metric-names.ts';
 import { openDatabase } from '../store/sqlite.ts';
 import type { State } from './states.ts';
 
@@ -209,7 +210,10 @@ export class ServiceStore {
     return this.db.transaction(() => {
       const put = this.db.prepare('INSERT OR REPLACE INTO metrics (experiment_id, step, name, value) VALUES (?, ?, ?, ?)');
       for (const [name, value] of Object.entries(values)) if (Number.isFinite(value)) put.run(experimentId, step, name, value);
-      return this.appendEvent(experimentId, 'metrics', { step, ...values });
+      // The event nests the loss terms as the wire and the exports do (docs/service.md); a
+      // non-finite value is null, as JSON cannot carry it.
+      const finite = Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Number.isFinite(v) ? v : null]));
+      return this.appendEvent(experimentId, 'metrics', { step, ...nestMetrics(finite) });
     })();
   }
 

@@ -1,2 +1,3 @@
 export * from './store.ts';
 export { MIGRATIONS } from './migrations.ts';
+export * from './metric-names.ts';
