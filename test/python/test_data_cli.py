@@ -40,6 +40,23 @@ def tree(tmp_path) -> Path:
     return root
 
 
+def test_pack_and_inspect_both_print_sizes_height_first(tmp_path):
+    # Images 48 high and 40 wide: `pack` and `inspect` must both say 48x40 (HxW, docs/data.md).
+    root = tmp_path / "tall"
+    rng = np.random.default_rng(1)
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(root / name / "1.png")
+    rec = tmp_path / "pack" / "train.rec"
+    assert "sizes 48x40 x2" in dmfr("pack", root, rec).stdout
+    report = json.loads(dmfr("inspect", rec, "--json").stdout)
+    assert report["image_sizes"] == {"48x40": 2} and report["problems"] == []
+    assert report["property"] == {"num_classes": 2, "height": 48, "width": 40}
+    text = dmfr("inspect", rec).stdout
+    assert "property: 2 identities, 48x40" in text and "48x40 x2" in text
+    assert "48x40 x2" in dmfr("inspect", root).stdout  # an image folder too
+
+
 def test_pack_inspect_unpack_repack_round_trip(tree, tmp_path):
     rec = tmp_path / "pack" / "train.rec"
     out = dmfr("pack", tree, rec).stdout

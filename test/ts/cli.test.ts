@@ -1,6 +1,6 @@
 // The `dmfr` command as a user runs it: `node bin/dmfr.js …` in a child process.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -13,13 +13,17 @@ interface Result {
   stderr: string;
 }
 
-function dmfr(args: string[], opts: { onStderr?: (text: string, child: ReturnType<typeof spawn>) => void } = {}): Promise<Result> {
+function dmfr(
+  args: string[],
+  opts: { onStderr?: (text: string, child: ReturnType<typeof spawn>) => void; onSpawn?: (child: ReturnType<typeof spawn>) => void } = {},
+): Promise<Result> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [join(REPO_ROOT, 'bin', 'dmfr.js'), ...args], {
       cwd: REPO_ROOT,
       env: { ...process.env, DMFR_LOG_LEVEL: 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    opts.onSpawn?.(child);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -80,12 +84,18 @@ describe('dmfr CLI', () => {
   it.skipIf(!HAVE_PYTHON)('SIGINT cancels a run cleanly; --json prints the summary as the last stdout line', async () => {
     const out = join(tmp(), 'run');
     let sent = false;
+    // The controller's log lines go to <out>/controller.log; SIGINT once it says the run trains.
+    const log = join(out, 'controller.log');
     const r = await dmfr(['run', '--preset', 'quick', '--steps', '5000', '--out', out, '--json'], {
-      onStderr: (text, child) => {
-        if (!sent && /"to":"running"/.test(text)) {
-          sent = true;
-          setTimeout(() => child.kill('SIGINT'), 1000);
-        }
+      onSpawn: (child) => {
+        const poll = setInterval(() => {
+          if (child.exitCode !== null) return clearInterval(poll);
+          if (!sent && existsSync(log) && /"to":"running"/.test(readFileSync(log, 'utf8'))) {
+            sent = true;
+            clearInterval(poll);
+            setTimeout(() => child.kill('SIGINT'), 1000);
+          }
+        }, 100);
       },
     });
     expect(sent).toBe(true);
@@ -96,5 +106,19 @@ describe('dmfr CLI', () => {
     expect(summary.steps).toBeGreaterThan(0);
     expect(typeof summary.final_loss).toBe('number');
     for (const k of ['samples_per_s', 'steps_per_s', 'plan_wait_fraction', 'wire_rejected']) expect(summary).toHaveProperty(k);
+  }, 120_000);
+
+  it.skipIf(!HAVE_PYTHON)('a failed run prints readable lines on stderr, and its JSON log lines to <out>/controller.log', async () => {
+    const dir = tmp();
+    const out = join(dir, 'run');
+    const missing = join(dir, 'no-such-folder');
+    const r = await dmfr(['run', '--preset', 'quick', '--nproc', '1', '--set', 'data.kind=folder', '--set', `data.path=${missing}`, '--out', out]);
+    expect(r.code).toBe(1);
+    // No raw pino line ({"level":…}) reaches the terminal; the summary names the cause and the logs.
+    expect(r.stderr.split('\n').filter((l) => l.trimStart().startsWith('{'))).toEqual([]);
+    expect(r.stdout).toMatch(/^run \S+ failed: 0 steps, final loss n\/a — .*no-such-folder/m);
+    expect(r.stdout).toContain(`logs: ${join(out, 'controller.log')}, ${join(out, 'ranks.log')}`);
+    const lines = readFileSync(join(out, 'controller.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.some((l) => l.msg === 'rank error' && /no-such-folder/.test(l.message))).toBe(true);
   }, 120_000);
 });

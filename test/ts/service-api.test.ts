@@ -241,4 +241,26 @@ describe('logs', () => {
     expect(out).not.toContain('SECRET-TOKEN-123'); // …without the secret
     expect(out).not.toContain('wrong');
   });
+
+  it('start without a Fastify deprecation warning, and without Fastify\'s own request lines', async () => {
+    const { Writable } = await import('node:stream');
+    const warnings: string[] = [];
+    const onWarning = (w: Error & { code?: string }) => warnings.push(`${w.code ?? w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    let out = '';
+    const sink = new Writable({ write: (c, _e, cb) => ((out += c.toString()), cb()) });
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'dmfr-log-'));
+    try {
+      const service = await createService({ dataDir, logger: pino({ level: 'info' }, sink) });
+      expect((await service.app.inject('/health')).statusCode).toBe(200);
+      await service.close(1000);
+      await new Promise((r) => setImmediate(r)); // process warnings are emitted on a later tick
+    } finally {
+      process.off('warning', onWarning);
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+    expect(warnings.filter((w) => w.startsWith('FSTDEP'))).toEqual([]);
+    expect(out).toContain('"msg":"request"'); // our own request line, with the token masked…
+    expect(out).not.toContain('incoming request'); // …and not Fastify's
+  });
 });

@@ -1,7 +1,10 @@
 // `dmfr run [CONFIG.yaml|json] [--preset quick|paper] [--method M] [--steps N] [--nproc N]
 //           [--set path.to.key=value]... [--out DIR] [--json]`
+import { join } from 'node:path';
+import pino from 'pino';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import { RunController } from '../controller/index.ts';
+import { newRunId } from '../controller/ids.ts';
 import { ProgressBar } from './progress.ts';
 import { CONFIG_OPTIONS, parseCommandLine, UsageError } from './usage.ts';
 
@@ -36,7 +39,13 @@ export async function runCommand(argv: string[]): Promise<number> {
     sets: values.set,
   });
 
-  const controller = new RunController({ config, outDir: values.out });
+  // The controller's JSON log lines go to <run_dir>/controller.log, not stderr: the terminal gets
+  // only readable lines (progress, the summary with the cause), and the file keeps the detail.
+  const runId = newRunId();
+  const outDir = values.out ?? join('runs', runId);
+  const logFile = join(outDir, 'controller.log');
+  const logger = pino({ name: 'dmfr', level: process.env.DMFR_LOG_LEVEL ?? 'info' }, pino.destination({ dest: logFile, mkdir: true, sync: true }));
+  const controller = new RunController({ config, outDir, runId, logger });
   const bar = new ProgressBar();
   bar.status(`${controller.runId}: starting ${config.train.nproc} rank(s)…`);
   controller.on('running', () => bar.status(`${controller.runId}: training…`));
@@ -57,7 +66,8 @@ export async function runCommand(argv: string[]): Promise<number> {
 
   const loss = summary.final_loss === null ? 'n/a' : summary.final_loss.toFixed(4);
   const rate = summary.steps_per_s === null ? '' : `, ${summary.steps_per_s.toFixed(2)} steps/s`;
-  const line = `run ${summary.run_id} ${summary.status}: ${summary.steps} steps, final loss ${loss}${rate}${summary.cause ? ` — ${summary.cause}` : ''}\n  ${summary.run_dir}\n`;
+  const logs = summary.status === 'completed' ? '' : `\n  logs: ${join(summary.run_dir, 'controller.log')}, ${join(summary.run_dir, 'ranks.log')}`;
+  const line = `run ${summary.run_id} ${summary.status}: ${summary.steps} steps, final loss ${loss}${rate}${summary.cause ? ` — ${summary.cause}` : ''}\n  ${summary.run_dir}${logs}\n`;
   if (values.json) {
     process.stderr.write(line);
     process.stdout.write(`${JSON.stringify(summary)}\n`);

@@ -2,7 +2,7 @@
 
 Every protocol runs from a checkpoint (with images) or from a features file (`--features F.npy
 --keys K.txt`, any model). `--json` prints the result as JSON; `--out DIR` also writes it to
-DIR/<protocol>.json. Protocol details: docs/evaluation.md.
+DIR/<protocol>.json (templates --rule R: DIR/templates-R.json). Protocol details: docs/evaluation.md.
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def _feature_args(p, features_help: str) -> None:
 
 def _common(p) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--out", help="directory to write <protocol>.json into")
+    p.add_argument("--out", help="directory to write <protocol>.json into (templates --rule R: templates-R.json)")
 
 
 def _floats(text: str, flag: str) -> list[float]:

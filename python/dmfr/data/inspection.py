@@ -35,6 +35,11 @@ def detect_format(path: str) -> str:
     raise DataError(f"{path}: no such file or folder")
 
 
+def _size(img) -> str:
+    """An image's size as HxW: height first, as insightface's `property` file and `data pack` write it."""
+    return f"{img.shape[0]}x{img.shape[1]}"
+
+
 class Report:
     def __init__(self, fmt: str, path: str, limit: int | None):
         self.data: dict = {"format": fmt, "path": path}
@@ -57,7 +62,7 @@ class Report:
         self.checked += 1
         try:
             img = decode_image(data, where)
-            self.sizes[f"{img.shape[1]}x{img.shape[0]}"] += 1
+            self.sizes[_size(img)] += 1
         except DataError as exc:
             self.problem(str(exc))
 
@@ -124,9 +129,9 @@ def _inspect_rec(path: str, r: Report) -> None:
         r.data["property"] = {"num_classes": k, "height": h, "width": w}
         if labels and max(labels) >= k:
             r.problem(f"property says {k} identities, but a record has label {max(labels)}")
-        other = [s for s in r.sizes if s != f"{w}x{h}"]
+        other = [s for s in r.sizes if s != f"{h}x{w}"]
         if other:
-            r.problem(f"property says {w}x{h} images, but images of size {', '.join(other)} were found")
+            r.problem(f"property says {h}x{w} images, but images of size {', '.join(other)} were found")
     rf.close()
 
 
@@ -146,7 +151,7 @@ def _inspect_bin(path: str, r: Report) -> None:
         r.checked += 1
         try:
             img = _image(item, f"{path}: image {i}")
-            r.sizes[f"{img.shape[1]}x{img.shape[0]}"] += 1
+            r.sizes[_size(img)] += 1
         except DataError as exc:
             r.problem(str(exc))
 
@@ -221,7 +226,7 @@ def format_report(d: dict) -> str:
             lines.append(f"{key}: {d[key]}")
     if "property" in d:
         p = d["property"]
-        lines.append(f"property: {p['num_classes']} identities, {p['width']}x{p['height']}")
+        lines.append(f"property: {p['num_classes']} identities, {p['height']}x{p['width']}")
     if "per_identity" in d:
         p = d["per_identity"]
         lines.append(f"images per identity: min {p['min']}, median {p['median']:g}, "
