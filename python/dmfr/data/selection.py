@@ -39,7 +39,7 @@ class Selection:
 
 def is_active(select: dict | None) -> bool:
     s = {**DEFAULT_SELECT, **(select or {})}
-    return bool(s["include"] or s["exclude"] or s["exclude_pairs"] or s["min_images"] > 1)
+    return bool(s["include"] or s["exclude"] or s["exclude_pairs"] or s["exclude_folds"] or s["min_images"] > 1)
 
 
 def pairs_identities_by_fold(path: str) -> dict[int, set[str]]:
