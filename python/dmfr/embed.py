@@ -1,6 +1,8 @@
 """Face features from a trained model: `Embedder` (API) behind `dmfr embed`.
 
-Preprocessing is arcface_torch's (RGB, (x/255 − 0.5)/0.5, resized to the model's input size).
+Preprocessing is arcface_torch's (RGB, (x/255 − 0.5)/0.5, resized to the model's input size),
+after the crop or 5-point alignment the model was trained with (`data.preprocess` in the
+checkpoint's config, dmfr.data.preprocess), so every consumer applies the training preprocessing.
 Flip test-time augmentation sums the features of the image and its mirror, as insightface's
 verification (`eval/verification.py`: embeddings of both flips added before normalising).
 Features are returned unnormalised; cosine scoring normalises them.
@@ -23,16 +25,19 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".gif", ".bmp", ".w
 class Embedder:
     """Wraps a feature function (images float [B, 3, S, S] → [B, D]) with preprocessing and batching."""
 
-    def __init__(self, model: nn.Module, image_size: int, device: str = "cpu"):
+    def __init__(self, model: nn.Module, image_size: int, device: str = "cpu", preprocess=None):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.image_size = image_size
+        self.preprocess = preprocess  # dmfr.data.preprocess.Preprocessor or None
         self._embed = getattr(model, "embed", None) or model  # a Method's embed(), or a bare backbone
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu") -> "Embedder":
-        """From a dmfr training checkpoint (its Method rebuilt with build_method) or a dmfr
-        backbone file written by `dmfr model import`."""
+    def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu",
+                        landmarks: str | None = None) -> "Embedder":
+        """From a dmfr training checkpoint (its Method rebuilt with build_method, its preprocessing
+        from its config) or a dmfr backbone file written by `dmfr model import`. `landmarks`
+        replaces the landmarks file of a model trained with 5-point alignment (other images)."""
         from dmfr.backbone_io import BACKBONE_FORMAT, build_backbone_from_file
         from dmfr.checkpoint import load_checkpoint
         from dmfr.errors import DmfrError
@@ -42,6 +47,8 @@ class Embedder:
             raise DmfrError(f"device {device!r} requested but no CUDA device is available")
         state = load_checkpoint(path)
         if state.get("format") == BACKBONE_FORMAT:
+            if landmarks:
+                raise DmfrError(f"--landmarks: {path} is a backbone file, which records no preprocessing")
             return cls(build_backbone_from_file(path), int(state["input_size"]), device)
         if "method" not in state or "config" not in state or "num_classes" not in state:
             raise DmfrError(f"{path}: neither a dmfr training checkpoint (method, config, num_classes) "
@@ -51,7 +58,13 @@ class Embedder:
             method.load_state_dict(state["method"])
         except RuntimeError as exc:
             raise DmfrError(f"{path}: method state does not match its config: {str(exc).splitlines()[0]}") from None
-        return cls(method, int(state["config"]["data"]["image_size"]), device)
+        from dmfr.data.preprocess import Preprocessor
+
+        data = state["config"]["data"]
+        preprocess = Preprocessor.from_data_config(data, landmarks)
+        if preprocess is None and landmarks:
+            raise DmfrError(f"--landmarks: {path} was trained without landmark alignment")
+        return cls(method, int(data["image_size"]), device, preprocess)
 
     @torch.no_grad()
     def embed_tensor(self, images: torch.Tensor, flip: bool = False) -> np.ndarray:
@@ -61,15 +74,28 @@ class Embedder:
             feats = feats + self._embed(hflip(images)).float()
         return feats.cpu().numpy().astype(np.float32, copy=False)
 
-    def embed_images(self, uint8_images: Sequence[np.ndarray], flip: bool = False) -> np.ndarray:
-        """RGB uint8 HWC images (any size) → float32 [N, D]."""
+    def embed_images(self, uint8_images: Sequence[np.ndarray], flip: bool = False,
+                     keys: Sequence[str] | None = None, where: Sequence[str] | None = None) -> np.ndarray:
+        """RGB uint8 HWC images (any size) → float32 [N, D], after the model's crop/alignment
+        (`keys`: the images' paths relative to their root, for landmarks; `where`: names in errors)."""
         if len(uint8_images) == 0:
             return np.zeros((0, self.feature_dim()), np.float32)
-        return self.embed_tensor(to_tensor_batch(list(uint8_images), self.image_size), flip)
+        images = list(uint8_images)
+        if self.preprocess is not None:
+            images = [self.preprocess(img, keys[k] if keys is not None else None,
+                                      where[k] if where is not None else f"image {k}")
+                      for k, img in enumerate(images)]
+        return self.embed_tensor(to_tensor_batch(images, self.image_size), flip)
 
-    def embed_paths(self, paths: Sequence[str | os.PathLike], flip: bool = False, batch_size: int = 64) -> np.ndarray:
-        """Image files → float32 [N, D], in `paths` order; a bad file raises DataError naming it."""
-        out = [self.embed_images([load_image(p) for p in paths[i:i + batch_size]], flip)
+    def embed_paths(self, paths: Sequence[str | os.PathLike], flip: bool = False, batch_size: int = 64,
+                    keys: Sequence[str] | None = None) -> np.ndarray:
+        """Image files → float32 [N, D], in `paths` order; a bad file raises DataError naming it.
+        `keys` (paths relative to the images root) find the landmarks of an aligned model."""
+        if keys is not None and self.preprocess is not None:
+            self.preprocess.check_keys(keys, "the images to embed")
+        out = [self.embed_images([load_image(p) for p in paths[i:i + batch_size]], flip,
+                                 keys[i:i + batch_size] if keys is not None else None,
+                                 [os.fspath(p) for p in paths[i:i + batch_size]])
                for i in range(0, len(paths), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.feature_dim()), np.float32)
 

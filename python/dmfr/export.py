@@ -4,6 +4,11 @@ Input `images` float32 [N, 3, S, S] normalised as in training ((x/255 − 0.5)/0
 `features` float32 [N, D], unnormalised; the batch axis is dynamic. The TorchScript-based exporter
 (`dynamo=False`, the default before torch 2.9; torch 2.4 has no `dynamo` argument and only this
 exporter) is used: it needs only the `onnx` package.
+
+The crop or 5-point alignment the model was trained with (`data.preprocess`, dmfr.data.preprocess)
+happens before the graph's input; the file records it in its metadata (`metadata_props`): key
+`dmfr.preprocess`, JSON `{"image_size", "crop_center", "crop_box", "landmarks",
+"normalize": "(x/255-0.5)/0.5 RGB"}`, so a consumer of the .onnx applies the same preprocessing.
 """
 from __future__ import annotations
 
@@ -46,8 +51,30 @@ def export_onnx(ckpt: str | os.PathLike, out: str | os.PathLike, opset: int = 17
         torch.onnx.export(module, (example,), str(tmp), **legacy, input_names=["images"],
                           output_names=["features"], opset_version=opset,
                           dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}})
+    _record_preprocess(tmp, embedder)
     os.replace(tmp, out)
     return out, embedder
+
+
+def preprocess_metadata(embedder: Embedder) -> dict:
+    from dmfr.data.preprocess import DEFAULT_PREPROCESS
+
+    pre = embedder.preprocess
+    info = dict(DEFAULT_PREPROCESS)
+    if pre is not None:
+        info = {"crop_center": pre.center or [], "crop_box": pre.box or [], "landmarks": pre.landmarks_path or ""}
+    return {"image_size": embedder.image_size, **info, "normalize": "(x/255-0.5)/0.5 RGB"}
+
+
+def _record_preprocess(path: Path, embedder: Embedder) -> None:
+    import json
+
+    import onnx
+
+    model = onnx.load(str(path))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "dmfr.preprocess", json.dumps(preprocess_metadata(embedder))
+    onnx.save(model, str(path))
 
 
 def verify_onnx(onnx_path: str | os.PathLike, embedder: Embedder, batch: int = 3, seed: int = 0) -> float:

@@ -22,6 +22,8 @@ BASE_CONFIG = {
                "lambda_flt": 1, "filter_shared_classifier": False, "filter_detach_real": True,
                "filter_trains_backbone": True, "kl_weight": 0.01, "url_groups": 16, "url_decorrelation": False},
     "data": {"kind": "procedural", "generative": [], "image_size": 32, "skip_bad": False, "num_workers": 0,
+             "select": {"min_images": 1, "include": [], "exclude": [], "exclude_pairs": "", "exclude_folds": []},
+             "preprocess": {"crop_center": [], "crop_box": [], "landmarks": ""},
              "procedural": {"seed": 0, "identities": 8, "images_per_identity": 4, "generators": [],
                             "fingerprint_strength": 1, "identity_loss": 0.5,
                             "test_identities": 0, "min_far": 1e-4}},

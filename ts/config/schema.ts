@@ -51,6 +51,26 @@ export const DataConfig = Type.Object(
     image_size: Positive('square input size in pixels', { default: 112 }),
     skip_bad: Type.Boolean({ default: false, description: 'skip and count corrupt records instead of stopping' }),
     num_workers: Type.Integer({ minimum: 0, default: 0, description: 'DataLoader-style decode workers per rank' }),
+    // Which identities of a folder/list dataset train (python/dmfr/data/selection.py, docs/data.md).
+    select: Type.Object(
+      {
+        min_images: Positive('drop identities with fewer images', { default: 1 }),
+        include: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'keep only these identities (empty: all)' }),
+        exclude: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'drop these identities' }),
+        exclude_pairs: Type.String({ default: '', description: 'LFW pairs file whose identities (in exclude_folds) are dropped' }),
+        exclude_folds: Type.Array(Type.Integer({ minimum: 1 }), { default: [], description: '1-based folds of exclude_pairs; empty: every fold' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    // Crop or 5-point alignment before resizing, recorded in checkpoints (python/dmfr/data/preprocess.py).
+    preprocess: Type.Object(
+      {
+        crop_center: Type.Array(Type.Integer({ minimum: 1 }), { default: [], maxItems: 2, description: '[w, h]: the centre box' }),
+        crop_box: Type.Array(Type.Integer({ minimum: 0 }), { default: [], maxItems: 4, description: '[x, y, w, h] in source pixels' }),
+        landmarks: Type.String({ default: '', description: "landmarks file ('image x1 y1 … x5 y5') for ArcFace-template alignment" }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     // The built-in procedural benchmark (python/dmfr/data/procedural.py).
     procedural: Type.Object(
       {

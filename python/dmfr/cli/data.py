@@ -5,6 +5,10 @@ pack SRC OUT.rec        image folder or list file -> insightface .rec + .idx + p
 unpack REC OUT_DIR      .rec -> OUT_DIR/<label>/<key>.<ext>, one folder per identity
 synth …                 a generative domain from real images (dmfr.data.synth)
 register …              an external generator's output: folder + manifest (dmfr.data.manifest)
+align --from DIR --out DIR        detect + 5 landmarks + ArcFace alignment (dmfr.data.align_folder)
+pairs --from DIR --out pairs.txt  an LFW View-2 pairs file, folds disjoint in identity
+templates --from DIR --out DIR    media/pairs files for `eval templates` (dmfr.data.templates_builder)
+cross-quality …                   held-out pairs with one side camera-degraded (dmfr.data.cross_quality)
 """
 from __future__ import annotations
 
@@ -19,11 +23,80 @@ from dmfr.errors import DataError
 def _inspect(args) -> int:
     from dmfr.data.inspection import format_report, inspect_path
     report = inspect_path(args.path, limit=args.limit)
+    select = _select_from_args(args)
+    if select is not None:
+        report["selection"] = _selection_report(args.path, report["format"], select)
     if args.json:
         emit_json(report)
     else:
-        print(format_report(report))
+        text = format_report(report)
+        if select is not None:
+            text += "
+" + _format_selection(report["selection"])
+        print(text)
     return 1 if report["problem_count"] else 0
+
+
+def _select_from_args(args) -> dict | None:
+    """data.select from inspect's flags (the same fields as the config), None when none is given."""
+    from dmfr.errors import ConfigError
+
+    select = {}
+    if args.min_images is not None:
+        select["min_images"] = args.min_images
+    if args.include:
+        select["include"] = [n for n in args.include.split(",") if n]
+    if args.exclude:
+        select["exclude"] = [n for n in args.exclude.split(",") if n]
+    if args.exclude_pairs:
+        select["exclude_pairs"] = args.exclude_pairs
+    if args.exclude_folds:
+        try:
+            select["exclude_folds"] = _fold_list(args.exclude_folds)
+        except ValueError:
+            raise ConfigError(f"--exclude-folds: expected folds like 1-8 or 9,10, got {args.exclude_folds!r}") from None
+    return select or None
+
+
+def _fold_list(text: str) -> list[int]:
+    """'9,10' or '1-8' (or a mix) → sorted fold numbers."""
+    out = set()
+    for part in text.split(","):
+        if "-" in part:
+            a, b = part.split("-", 1)
+            out.update(range(int(a), int(b) + 1))
+        elif part.strip():
+            out.add(int(part))
+    return sorted(out)
+
+
+def _selection_report(path: str, fmt: str, select: dict) -> dict:
+    from collections import Counter
+
+    from dmfr.data.selection import select_samples
+    if fmt == "folder":
+        from dmfr.data.folder import scan_folder
+        names, samples, _ = scan_folder(path)
+    elif fmt == "list":
+        from dmfr.data.listfile import read_list
+        samples = read_list(path)
+        names = list(range(max((lab for _, lab in samples), default=-1) + 1))
+    else:
+        raise DataError(f"{path}: identity selection needs an image folder or a list file, not {fmt}")
+    sel = select_samples(names, samples, select, path)
+    counts = sorted(Counter(lab for _, lab in sel.samples).values())
+    return {**sel.report(), "select": select,
+            "per_identity": {"min": counts[0], "median": float(counts[len(counts) // 2]) if len(counts) % 2
+                             else (counts[len(counts) // 2 - 1] + counts[len(counts) // 2]) / 2,
+                             "max": counts[-1]}}
+
+
+def _format_selection(s: dict) -> str:
+    dropped = ", ".join(f"{n} by {k}" for k, n in s["dropped_identities"].items()) or "none"
+    p = s["per_identity"]
+    return (f"selection {json.dumps(s['select'])}: keeps {s['identities']} of {s['identities_before']} "
+            f"identities, {s['images']} of {s['images_before']} images (dropped identities: {dropped}); "
+            f"images per kept identity: min {p['min']}, median {p['median']:g}, max {p['max']}")
 
 
 def _source_samples(src: str) -> tuple[list[tuple[str, int]], str, int]:
@@ -151,6 +224,12 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="decode at most N images (default: all)")
+    g = p.add_argument_group("identity selection (the data.select config fields): report what it keeps")
+    g.add_argument("--min-images", type=int, metavar="N", help="data.select.min_images")
+    g.add_argument("--include", metavar="NAMES", help="data.select.include, comma-separated")
+    g.add_argument("--exclude", metavar="NAMES", help="data.select.exclude, comma-separated")
+    g.add_argument("--exclude-pairs", metavar="PAIRS", help="data.select.exclude_pairs (an LFW pairs file)")
+    g.add_argument("--exclude-folds", metavar="FOLDS", help="data.select.exclude_folds, e.g. 9,10 or 1-8")
     p.set_defaults(func=_inspect)
 
     p = sub.add_parser("pack", help="folder or list file -> insightface .rec/.idx/property")
@@ -176,3 +255,64 @@ def register(subparsers) -> None:
     p = sub.add_parser("register", help="register an external generator's output: folder + manifest")
     manifest.add_register_arguments(p)
     p.set_defaults(func=manifest.run_register)
+
+    register_builders(sub)
+
+
+def _align(args) -> int:
+    from dmfr.data.align_folder import align_folder
+    summary = align_folder(args.src, args.out, image_size=args.image_size, fallback=args.fallback,
+                           upsample=args.upsample, jobs=args.jobs)
+    print(f"aligned {summary['aligned']} of {summary['images']} images from {args.src} into {args.out} "
+          f"({args.image_size}x{args.image_size}, ArcFace template); face found in {summary['faces_found']}, "
+          f"no face in {summary['no_face']}, unreadable {summary['unreadable']} "
+          f"(listed in {os.path.join(args.out, 'align-report.txt')}); source landmarks in "
+          f"{os.path.join(args.out, 'landmarks.txt')}")
+    return 0
+
+
+def _pairs(args) -> int:
+    from dmfr.data.pairs_builder import build_pairs, write_pairs
+    lines, summary = build_pairs(args.src, args.folds, args.pairs_per_fold, args.seed)
+    write_pairs(args.out, args.folds, args.pairs_per_fold, lines)
+    print(f"wrote {args.out}: {args.folds} folds x ({args.pairs_per_fold} same + {args.pairs_per_fold} "
+          f"different) pairs, folds disjoint in identity (identities per fold "
+          f"{min(summary['identities_per_fold'])}..{max(summary['identities_per_fold'])}), seed {args.seed}")
+    return 0
+
+
+def _cross_quality(args) -> int:
+    from dmfr.data.cross_quality import build_cross_quality
+    summary = build_cross_quality(args.images, args.pairs, _fold_list(args.folds), args.out, args.seed)
+    print(f"wrote {args.out}: {summary['pairs']} pairs of folds {args.folds} with one side degraded "
+          f"({summary['degraded_images']} degraded images; images/, pairs.txt, degradations.csv)")
+    return 0
+
+
+def register_builders(sub) -> None:
+    """The real-face verbs: align, pairs, cross-quality (and templates)."""
+    p = sub.add_parser("align", help="detect faces + 5 landmarks (dlib) and align to the ArcFace template")
+    p.add_argument("--from", dest="src", required=True, metavar="DIR", help="folder of photographs (any layout)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (new): same layout and names")
+    p.add_argument("--image-size", type=int, default=112, help="aligned size (default 112, the ArcFace template)")
+    p.add_argument("--fallback", choices=("mean", "none"), default="mean",
+                   help="no face found: align with the folder's mean landmarks (default) or leave it out")
+    p.add_argument("--upsample", type=int, default=1, help="dlib detector upsampling (finds faces < 80 px)")
+    p.add_argument("--jobs", type=int, default=1, help="detector processes")
+    p.set_defaults(func=_align)
+
+    p = sub.add_parser("pairs", help="an LFW View-2 pairs file from a labelled folder (folds disjoint in identity)")
+    p.add_argument("--from", dest="src", required=True, metavar="DIR", help="labelled folder root/identity/image")
+    p.add_argument("--folds", type=int, default=10)
+    p.add_argument("--pairs-per-fold", type=int, default=300, help="same-person pairs per fold (as many different)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="PAIRS.txt")
+    p.set_defaults(func=_pairs)
+
+    p = sub.add_parser("cross-quality", help="held-out pairs with one side degraded by a low-light camera (XQLFW-like)")
+    p.add_argument("--images", required=True, help="images root of the pairs file")
+    p.add_argument("--pairs", required=True, help="LFW pairs file (folds disjoint in identity)")
+    p.add_argument("--folds", required=True, help="the held-out folds, e.g. 9,10")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="DIR", help="new folder: images/, pairs.txt, degradations.csv")
+    p.set_defaults(func=_cross_quality)

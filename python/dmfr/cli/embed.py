@@ -23,8 +23,8 @@ def _embed(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise DmfrError(f"--batch-size must be at least 1, got {args.batch_size}")
     root, keys = list_images(args.images)
-    embedder = Embedder.from_checkpoint(args.ckpt, device=args.device)
-    feats = embedder.embed_paths([root / k for k in keys], flip=args.flip, batch_size=args.batch_size)
+    embedder = Embedder.from_checkpoint(args.ckpt, device=args.device, landmarks=args.landmarks)
+    feats = embedder.embed_paths([root / k for k in keys], flip=args.flip, batch_size=args.batch_size, keys=keys)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda f: np.save(f, feats))
@@ -42,4 +42,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--flip", action="store_true", help="add the features of the mirrored image (flip-sum TTA)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--landmarks", help="landmarks file for these images (a model trained with 5-point "
+                                       "alignment; default: the one its config names)")
     p.set_defaults(func=_embed)

@@ -67,6 +67,8 @@ def _feature_args(p, features_help: str) -> None:
     p.add_argument("--checkpoint", help="embed images with this checkpoint (image + flip)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--landmarks", help="landmarks file for --images (a checkpoint trained with 5-point "
+                                       "alignment; default: the one its config names)")
 
 
 def _common(p) -> None:
@@ -97,7 +99,8 @@ def _feature_table(args, keys: list[str]):
     if not (args.checkpoint and args.images):
         raise DmfrError("features needed: --features F.npy --keys K.txt, or --checkpoint CKPT --images DIR")
     unique = list(dict.fromkeys(keys))
-    return embed_image_files(args.checkpoint, args.images, unique, args.device, args.batch_size)
+    return embed_image_files(args.checkpoint, args.images, unique, args.device, args.batch_size,
+                             args.landmarks)
 
 
 def _emit(args, name: str, result: dict, summary: str) -> int:

@@ -13,8 +13,10 @@ def _export(args: argparse.Namespace) -> int:
     diff = verify_onnx(out, embedder)
     if diff > TOLERANCE:
         raise DmfrError(f"{out}: onnxruntime differs from PyTorch by {diff:.2e} (> {TOLERANCE:g})")
+    pre = embedder.preprocess.describe() if embedder.preprocess is not None else "none"
     print(f"exported {args.ckpt} -> {out} (input {embedder.image_size}x{embedder.image_size}, dynamic batch; "
-          f"onnxruntime max |diff| {diff:.1e})")
+          f"onnxruntime max |diff| {diff:.1e}; preprocessing before the input: {pre}, "
+          f"in metadata dmfr.preprocess)")
     return 0
 
 

@@ -52,16 +52,29 @@ class PathDataset(RealImageDataset):
     def path(self, i: int) -> str:
         return os.path.join(self.root, self.paths[i])
 
+    def key(self, i: int) -> str:
+        return self.paths[i]
+
+    def where(self, i: int) -> str:
+        return self.path(i)
+
     def read(self, i: int) -> np.ndarray:
         return load_image(self.path(i))
 
 
 class FolderDataset(PathDataset):
-    def __init__(self, root: str, image_size: int = DEFAULT_IMAGE_SIZE, skip_bad: bool = False):
+    def __init__(self, root: str, image_size: int = DEFAULT_IMAGE_SIZE, skip_bad: bool = False,
+                 select: dict | None = None):
         root = os.fspath(root)
         names, samples, ignored = scan_folder(root)
         if not samples:
             raise DataError(f"{root}: no images found in root/identity/image layout")
+        self.selection = None
+        if select is not None:
+            from dmfr.data.selection import is_active, select_samples
+            if is_active(select):  # data.select: which identities train
+                self.selection = select_samples(names, samples, select, root)
+                names, samples = self.selection.names, self.selection.samples
         super().__init__(root, [p for p, _ in samples], [lab for _, lab in samples], names,
                          image_size, skip_bad)
         self.ignored = ignored

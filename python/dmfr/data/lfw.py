@@ -4,11 +4,15 @@ pairs.txt (LFW View 2): a first line `folds pairs` (e.g. `10 300`), then for eac
 same-person lines `name i j` followed by `pairs` different-person lines `name1 i name2 j`
 (tab- or space-separated). View 1's pairsDevTrain/Test.txt has a single count on its first line
 (one fold). Image keys are relative paths `Name/Name_%04d.jpg` under the images root.
+
+dmfr extension, for folders whose files are not named `Name_%04d.jpg` (ORL's `s1/1.pgm`): an
+image field that ends in an image extension is the file name inside the identity's folder
+(`s1 1.pgm 7.pgm`); `dmfr data pairs` writes numbers wherever the LFW naming holds.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dmfr.errors import DataError
 
@@ -22,9 +26,19 @@ class LfwPairs:
     folds: int
     pairs_per_fold: int  # same-person pairs per fold (as many different-person ones follow)
     pairs: list[tuple[str, str, bool]]
+    lines: list[int] = field(default_factory=list)  # the line number of each pair
 
     def fold_of(self, i: int) -> int:
         return i // (2 * self.pairs_per_fold)
+
+
+def _image_key(name: str, text: str, path: str, lineno: int) -> str:
+    """`Name/Name_%04d.jpg` for a number; `Name/FILE` for a field with an image extension."""
+    from dmfr.data.folder import is_image_name
+
+    if is_image_name(text) and "/" not in text and text not in (".", ".."):
+        return f"{name}/{text}"
+    return lfw_key(name, _number(text, path, lineno))
 
 
 def _number(text: str, path: str, lineno: int) -> int:
@@ -71,16 +85,14 @@ def read_pairs_file(path: str) -> LfwPairs:
             if len(fields) != 3:
                 raise DataError(f"{path}:{lineno}: a same-person line is 'name i j', got {line!r}")
             name, i, j = fields
-            a, b = _number(i, path, lineno), _number(j, path, lineno)
-            pairs.append((lfw_key(name, a), lfw_key(name, b), True))
+            pairs.append((_image_key(name, i, path, lineno), _image_key(name, j, path, lineno), True))
         else:
             if len(fields) != 4:
                 raise DataError(f"{path}:{lineno}: a different-person line is 'name1 i name2 j', "
                                 f"got {line!r}")
             n1, i, n2, j = fields
-            a, b = _number(i, path, lineno), _number(j, path, lineno)
-            pairs.append((lfw_key(n1, a), lfw_key(n2, b), False))
-    return LfwPairs(folds, per_fold, pairs)
+            pairs.append((_image_key(n1, i, path, lineno), _image_key(n2, j, path, lineno), False))
+    return LfwPairs(folds, per_fold, pairs, [lineno for lineno, _ in body])
 
 
 def read_pairs(path: str) -> list[tuple[str, str, bool]]:

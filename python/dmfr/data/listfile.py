@@ -39,13 +39,20 @@ def read_list(path: str) -> list[tuple[str, int]]:
 
 
 class ListDataset(PathDataset):
-    def __init__(self, path: str, image_size: int = DEFAULT_IMAGE_SIZE, skip_bad: bool = False):
+    def __init__(self, path: str, image_size: int = DEFAULT_IMAGE_SIZE, skip_bad: bool = False,
+                 select: dict | None = None):
         path = os.fspath(path)
         entries = read_list(path)
         if not entries:
             raise DataError(f"{path}: the list has no entries")
         root = os.path.dirname(os.path.abspath(path))
-        num_classes = max(lab for _, lab in entries) + 1
+        names = list(range(max(lab for _, lab in entries) + 1))
+        self.selection = None
+        if select is not None:
+            from dmfr.data.selection import is_active, select_samples
+            if is_active(select):  # data.select: identities are the labels, named by their numbers
+                self.selection = select_samples(names, entries, select, path)
+                names, entries = self.selection.names, self.selection.samples
         super().__init__(root, [p for p, _ in entries], [lab for _, lab in entries],
-                         list(range(num_classes)), image_size, skip_bad)
+                         names, image_size, skip_bad)
         self.list_path = path

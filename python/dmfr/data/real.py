@@ -53,12 +53,24 @@ class RealImageDataset:
         self.skipped = 0
         self.bad: set[int] = set()
         self._members: dict[int, np.ndarray] | None = None
+        self.preprocess = None  # dmfr.data.preprocess.Preprocessor (data.preprocess), set by the registry
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def read(self, i: int) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def key(self, i: int) -> str | None:
+        """Sample i's path relative to the dataset root (finds its landmarks); None without paths."""
+        return None
+
+    def where(self, i: int) -> str:
+        return f"sample {i}"
+
+    def read_prepared(self, i: int) -> np.ndarray:
+        img = self.read(i)
+        return img if self.preprocess is None else self.preprocess(img, self.key(i), self.where(i))
 
     def load_uint8(self, indices) -> list[np.ndarray]:
         out = []
@@ -75,7 +87,7 @@ class RealImageDataset:
     def _read_or_substitute(self, i: int) -> np.ndarray:
         if i not in self.bad:
             try:
-                return self.read(i)
+                return self.read_prepared(i)
             except DataError as exc:
                 if not self.skip_bad:
                     raise
@@ -84,7 +96,7 @@ class RealImageDataset:
             if j in self.bad:
                 continue
             try:
-                return self.read(j)
+                return self.read_prepared(j)
             except DataError as exc:
                 self._mark_bad(j, exc)
         raise DataError(f"identity {self.class_names[self.labels[i]]!r}: no readable image left "

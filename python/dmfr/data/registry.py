@@ -26,6 +26,22 @@ def _load(module: str, attr: str, what: str):
     return getattr(mod, attr)
 
 
+def _attach_preprocess(dataset, data: dict, path: str) -> None:
+    """data.preprocess (crop / 5-point alignment) on every real image; landmarks are checked for
+    every sample before training starts, so a missing row stops the run at once."""
+    from dmfr.data.preprocess import Preprocessor
+
+    pre = Preprocessor.from_data_config(data)
+    if pre is None:
+        return
+    paths = getattr(dataset, "paths", None)
+    if pre.landmarks_path:
+        if paths is None:
+            raise ConfigError("data.preprocess.landmarks needs image paths as keys: data.kind folder or list")
+        pre.check_keys(paths, path)
+    dataset.preprocess = pre
+
+
 def build_dataset(config: dict) -> FaceDataset:
     data = config["data"]
     kind = data.get("kind", "procedural")
@@ -38,13 +54,20 @@ def build_dataset(config: dict) -> FaceDataset:
         if not path:
             raise ConfigError(f"data.path is required when data.kind is {kind!r}")
         size, skip_bad = data.get("image_size", 112), data.get("skip_bad", False)
+        extra = {}
         if kind == "rec":
             cls = _load("dmfr.data.recordio", "RecordDataset", "data.kind=rec")
+            from dmfr.data.selection import is_active
+            if is_active(data.get("select")):
+                raise ConfigError("data.select needs named identities: data.kind folder or list, not rec")
         elif kind == "folder":
             cls = _load("dmfr.data.folder", "FolderDataset", "data.kind=folder")
+            extra["select"] = data.get("select") or {}
         else:
             cls = _load("dmfr.data.listfile", "ListDataset", "data.kind=list")
-        dataset = cls(path, image_size=size, skip_bad=skip_bad)
+            extra["select"] = data.get("select") or {}
+        dataset = cls(path, image_size=size, skip_bad=skip_bad, **extra)
+        _attach_preprocess(dataset, data, path)
     generative = data.get("generative") or []
     if generative:
         attach = _load("dmfr.data.generative", "attach_generative", "data.generative (generative domains)")
