@@ -31,8 +31,7 @@ def _inspect(args) -> int:
     else:
         text = format_report(report)
         if select is not None:
-            text += "
-" + _format_selection(report["selection"])
+            text += "\n" + _format_selection(report["selection"])
         print(text)
     return 1 if report["problem_count"] else 0
 
