@@ -12,6 +12,7 @@ cross-quality …                   held-out pairs with one side camera-degraded
 """
 from __future__ import annotations
 
+import json
 import io
 import os
 import sys
