@@ -25,8 +25,30 @@ export function partAwareValidator() {
     const strict = pool(externalSchemas as never, { ...options, customOptions: { ...options.customOptions, ...SHARED, coerceTypes: false } } as never);
     const coercing = pool(externalSchemas as never, { ...options, customOptions: { ...options.customOptions, ...SHARED, coerceTypes: 'array' } } as never);
     return (route: { schema: unknown; method: string; url: string; httpPart?: string }) =>
-      (route.httpPart === 'body' ? strict : coercing)(route as never);
+      route.httpPart === 'body' ? strict(route as never) : finiteOnly(coercing(route as never) as never);
   };
+}
+
+type Validate = ((data: unknown) => boolean) & { errors?: unknown[] | null };
+
+/** Ajv coerces the text 'Infinity' (and '1e400') to a number that passes `integer` and `maximum`;
+ *  a coerced query or path value must also be finite. */
+function finiteOnly(validate: Validate): Validate {
+  const checked: Validate = (data) => {
+    if (!validate(data)) {
+      checked.errors = validate.errors;
+      return false;
+    }
+    for (const [key, value] of Object.entries(data ?? {})) {
+      if (typeof value === 'number' && !Number.isFinite(value)) {
+        checked.errors = [{ instancePath: `/${key}`, schemaPath: '#/finite', keyword: 'finite', params: {}, message: 'must be a finite number' }];
+        return false;
+      }
+    }
+    checked.errors = null;
+    return true;
+  };
+  return checked;
 }
 
 /** The deepest nesting of objects/arrays in JSON text, counted without parsing (strings skipped). */

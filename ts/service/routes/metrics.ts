@@ -8,7 +8,7 @@ import { Type } from '@sinclair/typebox';
 import type { EventRow } from '../db.ts';
 import type { ServiceContext } from '../context.ts';
 import { notFound } from '../errors.ts';
-import { EventSchema, IdParams, MetricSeries, MetricsQuery } from '../schemas.ts';
+import { Count, EventSchema, IdParams, MetricSeries, MetricsQuery } from '../schemas.ts';
 import { TERMINAL, type State } from '../states.ts';
 
 const KEEPALIVE_MS = 15_000;
@@ -79,7 +79,7 @@ export const metricRoutes: FastifyPluginAsyncTypebox<ServiceContext> = async (ap
     {
       schema: {
         params: IdParams,
-        querystring: Type.Object({ after: Type.Integer({ minimum: 0, default: 0 }), limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }) }),
+        querystring: Type.Object({ after: Count(0, { default: 0 }), limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }) }),
         response: { 200: Type.Array(Type.Ref(EventSchema)), 404: Type.Ref('Error') },
       },
     },
