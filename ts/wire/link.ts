@@ -7,7 +7,7 @@ import * as zmq from 'zeromq';
 import { decode, encode, type Identity, type Message } from './frame.ts';
 import { RejectCounters, WireRejection, type RejectReason } from './reject.ts';
 import { SendQueue } from './queue.ts';
-import type { Body, Channel, MsgType } from './schemas.ts';
+import { DEFAULT_MAX_MESSAGE_BYTES, type Body, type Channel, type MsgType } from './schemas.ts';
 import type { NamedBuffer } from './buffers.ts';
 
 export interface LinkOptions {
@@ -40,8 +40,12 @@ export class ControllerLink extends EventEmitter<LinkEvents> {
   constructor(private readonly opts: LinkOptions) {
     super();
     const curve = opts.curveSecretKey ? { curveServer: true, curveSecretKey: opts.curveSecretKey } : {};
-    this.router = new zmq.Router({ linger: 0, mandatory: true, sendTimeout: 5000, ...curve });
-    this.pull = new zmq.Pull({ linger: 0, ...curve });
+    // ZMQ_MAXMSGSIZE at the protocol's limit: libzmq reads a frame's size from its header and drops
+    // the peer before allocating a frame over it, so an oversized message is never buffered
+    // (decode's total-size check still rejects a message of many smaller frames).
+    const cap = { maxMessageSize: opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES };
+    this.router = new zmq.Router({ linger: 0, mandatory: true, sendTimeout: 5000, ...cap, ...curve });
+    this.pull = new zmq.Pull({ linger: 0, ...cap, ...curve });
     this.session = randomBytes(8).toString('hex');
     this.queue = new SendQueue(this.router, (e) => this.emit('send-error', e));
   }
