@@ -114,3 +114,12 @@ pretrain: { method: real, steps: 30 }
     expect(() => expandCells(spec, (h) => h)).toThrowError(/arms \(filter\): train\.steps: .*minimum 1/);
   });
 });
+
+describe('shipped studies', () => {
+  it('studies/dmfr-quick.yaml (the README command) loads and expands: 4 arms × 2 strengths × 5 seeds', () => {
+    const spec = readStudySpec(join(__dirname, '..', '..', 'studies', 'dmfr-quick.yaml'));
+    const cells = expandCells(spec, (h) => join(dir, h));
+    expect(cells).toHaveLength(40);
+    expect(new Set(cells.map((c) => c.pretrain)).size).toBe(5);
+  });
+});
