@@ -9,6 +9,7 @@ import { JOIN_USAGE, joinCommand } from './join.ts';
 import { RUN_USAGE, runCommand } from './run.ts';
 import { UsageError } from './usage.ts';
 import { SERVE_USAGE, serveCommand } from './serve.ts';
+import { STUDY_USAGE, studyCommand } from './study.ts';
 
 const USAGE = `usage: dmfr VERB [ARGS…]
 
@@ -16,6 +17,7 @@ const USAGE = `usage: dmfr VERB [ARGS…]
   serve      the HTTP service: experiments, live metrics, checkpoints (${'`dmfr serve --help`'})
   exp        client verbs against a server: create, list, get, stop, pause, resume, logs
   join       start this host's ranks of a multi-node run (${'`dmfr join --help`'})
+  study      designed experiments: run, report, status (${'`dmfr study --help`'})
   data, eval, analyze, model, export, embed, …
              forwarded to \`python -m dmfr.cli VERB\`
 `;
@@ -31,6 +33,7 @@ export async function main(argv: string[]): Promise<number> {
     serve: [serveCommand, SERVE_USAGE],
     exp: [expCommand, EXP_USAGE],
     join: [joinCommand, JOIN_USAGE],
+    study: [studyCommand, STUDY_USAGE],
   };
   const handler = own[verb];
   if (!handler) return forwardToPython(argv);

@@ -1,0 +1,125 @@
+// Study specs (ts/study/spec.ts): the issue's tiny spec expands to 4 paired cells; every spec
+// error names the file, the key path and what was expected, before anything trains.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../ts/config/load.ts';
+import { expandCells, readStudySpec } from '../../ts/study/spec.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'dmfr-spec-'));
+let n = 0;
+function specFile(text: string): string {
+  const file = join(dir, `spec${n++}.yaml`);
+  writeFileSync(file, text);
+  return file;
+}
+
+const TINY = `name: tiny
+base: { preset: quick, steps: 20 }
+arms:
+  - { name: mix, method: mix }
+  - { name: filter, method: filter }
+seeds: [0, 1]
+baseline: mix
+eval: { protocols: [general, cross_pose], fars: [1e-3, 1e-2] }
+`;
+
+function issues(text: string): ConfigError['issues'] {
+  const file = specFile(text);
+  try {
+    readStudySpec(file);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    for (const i of (e as ConfigError).issues) expect(i.source).toBe(file);
+    return (e as ConfigError).issues;
+  }
+  throw new Error('expected a spec error');
+}
+
+describe('study spec', () => {
+  it('expands the tiny spec into arms × seeds, paired by seed', () => {
+    const spec = readStudySpec(specFile(TINY));
+    const cells = expandCells(spec, (h) => join(dir, h));
+    expect(cells.map((c) => [c.arm, c.seed])).toEqual([['mix', 0], ['mix', 1], ['filter', 0], ['filter', 1]]);
+    expect(new Set(cells.map((c) => c.hash)).size).toBe(4);
+    for (const c of cells) {
+      expect(c.config.train.steps).toBe(20);
+      expect(c.config.method.name).toBe(c.arm);
+      expect(c.config.sampler.kind).toBe(c.arm); // the method picks its sampler, as in `dmfr run`
+      expect(c.config.seed).toBe(c.seed);
+    }
+    // paired: the arms of one seed differ only in the method (and its sampler)
+    const [mix0, , filter0] = cells;
+    expect({ ...mix0!.config, method: null, sampler: null }).toEqual({ ...filter0!.config, method: null, sampler: null });
+    expect(spec.eval).toMatchObject({ protocols: ['general', 'cross_pose'], fars: [1e-3, 1e-2] });
+    // the hash is the config's: expanding again gives the same keys
+    expect(expandCells(spec, (h) => join(dir, h)).map((c) => c.hash)).toEqual(cells.map((c) => c.hash));
+  });
+
+  it('crosses factors with the arms and applies dotted and nested overrides', () => {
+    const spec = readStudySpec(specFile(`name: f
+base: { preset: quick, steps: 20, train.checkpoint_every: 5 }
+arms:
+  - { name: mix, method: mix }
+  - { name: filter, method: { name: filter, lambda_flt: 2 }, head: { m: 0.3 } }
+seeds: [3]
+factors: { data.procedural.fingerprint_strength: [0, 2] }
+baseline: mix
+pretrain: { method: real, steps: 30 }
+`));
+    const cells = expandCells(spec, (h) => join('/cache', h));
+    expect(cells.map((c) => [c.arm, c.levels['data.procedural.fingerprint_strength']])).toEqual([['mix', 0], ['mix', 2], ['filter', 0], ['filter', 2]]);
+    const f2 = cells[3]!.config;
+    expect(f2.data.procedural.fingerprint_strength).toBe(2);
+    expect(f2.method.lambda_flt).toBe(2);
+    expect(f2.head.m).toBe(0.3);
+    expect(f2.train.checkpoint_every).toBe(5);
+    expect(f2.train.init).toBe(join('/cache', cells[3]!.pretrain!, 'checkpoints', 'step-00000030.pt'));
+    expect(new Set(cells.map((c) => c.pretrain)).size).toBe(1); // one pretraining per seed
+  });
+
+  it('names the file, the key path and what was expected', () => {
+    expect(issues(`${TINY}colour: red\n`)).toEqual([expect.objectContaining({ path: 'colour', message: expect.stringContaining('unknown key') })]);
+    expect(issues(TINY.replace('{ name: filter, method: filter }', '{ method: filter }'))).toEqual([
+      expect.objectContaining({ path: 'arms[1].name', message: expect.stringContaining("expected the arm's name") }),
+    ]);
+    expect(issues(TINY.replace('name: filter', 'name: mix'))).toEqual([
+      expect.objectContaining({ path: 'arms[1].name', message: expect.stringContaining("duplicate arm name 'mix'") }),
+    ]);
+    expect(issues(TINY.replace('{ name: filter, method: filter }', '{ name: filter, optim.lr_max: 1 }'))).toEqual([
+      expect.objectContaining({ path: 'arms[1].optim.lr_max', message: expect.stringContaining("unknown config path: no field 'lr_max' in optim") }),
+    ]);
+    expect(issues(TINY.replace('{ name: filter, method: filter }', '{ name: filter, head: { tpye: arcface } }'))).toEqual([
+      expect.objectContaining({ path: 'arms[1].head.tpye', message: expect.stringContaining("no field 'tpye' in head") }),
+    ]);
+    expect(issues(TINY.replace('baseline: mix', 'baseline: real'))).toEqual([
+      expect.objectContaining({ path: 'baseline', message: expect.stringContaining('expected the name of an arm (mix, filter), got "real"') }),
+    ]);
+    expect(issues(`${TINY}factors: { data.procedural.strength: [0, 2] }\n`)).toEqual([
+      expect.objectContaining({ path: 'factors.data.procedural.strength', message: expect.stringContaining("no field 'strength'") }),
+    ]);
+    expect(issues(TINY.replace('fars: [1e-3, 1e-2]', 'fars: [0.001, 2]'))).toEqual([
+      expect.objectContaining({ path: 'eval.fars', message: expect.stringContaining('rates in (0, 1]') }),
+    ]);
+    expect(issues(TINY.replace('protocols: [general, cross_pose]', 'protocols: [general, profile]'))).toEqual([
+      expect.objectContaining({ path: 'eval.protocols' }),
+    ]);
+    // several problems are all reported at once
+    expect(issues(TINY.replace('name: filter', 'name: mix').replace('baseline: mix', 'baseline: nope')).map((i) => i.path)).toEqual(['arms[1].name', 'baseline']);
+  });
+
+  it('reports a bad value at expansion with the layer that set it', () => {
+    const spec = readStudySpec(specFile(TINY.replace('{ name: filter, method: filter }', '{ name: filter, method: filter, train.steps: 0 }')));
+    expect(() => expandCells(spec, (h) => h)).toThrowError(/arms \(filter\): train\.steps: .*minimum 1/);
+  });
+});
+
+describe('shipped studies', () => {
+  it('studies/dmfr-quick.yaml (the README command) loads and expands: 4 arms × 2 strengths × 5 seeds', () => {
+    const spec = readStudySpec(join(__dirname, '..', '..', 'studies', 'dmfr-quick.yaml'));
+    const cells = expandCells(spec, (h) => join(dir, h));
+    expect(cells).toHaveLength(40);
+    expect(new Set(cells.map((c) => c.pretrain)).size).toBe(5);
+  });
+});
