@@ -1,6 +1,7 @@
 // dmfr's public TypeScript API: configs, the run controller, the wire, the store, the samplers.
 export { loadConfig, resolveLayers, parseSet, readConfigFile, deepMerge, ConfigError, type ConfigIssue, type LoadOptions } from './config/load.ts';
 export { PRESETS, METHOD_SAMPLER } from './config/presets.ts';
+export { MATCHED_ARMS } from './config/arms.ts';
 export { RunConfig, type MethodName } from './config/schema.ts';
 export {
   RunController,

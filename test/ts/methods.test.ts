@@ -17,6 +17,11 @@ const TERMS: Record<string, string[]> = {
   dul: ['L_cls', 'KL'],
   url: ['L_cls'],
 };
+// Logged-step diagnostics (docs/methods.md): the quick preset clips, so every method also logs
+// grad_norm and clip_fraction; meta its inner step's size. (Per-term norms come every
+// train.term_grad_norm_every = 100 steps, after these 60.)
+const DIAGNOSTICS = ['grad_norm', 'clip_fraction'];
+const OWN_DIAGNOSTICS: Record<string, string[]> = { meta: ['meta_step_ratio'] };
 const STEPS = 60;
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
@@ -37,7 +42,7 @@ describe.skipIf(!HAVE_PYTHON)('every method on the quick preset, 2 ranks', () =>
       expect(losses).toHaveLength(STEPS);
       expect(losses.every(Number.isFinite)).toBe(true);
       expect(mean(losses.slice(-10))).toBeLessThan(mean(losses.slice(0, 10)));
-      expect([...seenTerms].sort()).toEqual([...terms].sort());
+      expect([...seenTerms].sort()).toEqual([...terms, ...DIAGNOSTICS, ...(OWN_DIAGNOSTICS[method] ?? [])].sort());
     });
   }
 });
