@@ -285,6 +285,15 @@ def _cross_quality(args) -> int:
     return 0
 
 
+def _templates(args) -> int:
+    from dmfr.data.templates_builder import build_templates
+    s = build_templates(args.src, args.out, impostors=args.impostors, seed=args.seed)
+    extra = f"; attributes.csv ({', '.join(s['attributes'])})" if s["attributes"] else ""
+    print(f"wrote {args.out}: media.txt ({s['images']} images in {s['templates']} templates of {s['identities']} "
+          f"identities), pairs.txt ({s['pairs']} pairs, {s['genuine']} genuine){extra}")
+    return 0
+
+
 def register_builders(sub) -> None:
     """The real-face verbs: align, pairs, cross-quality (and templates)."""
     p = sub.add_parser("align", help="detect faces + 5 landmarks (dlib) and align to the ArcFace template")
@@ -304,6 +313,13 @@ def register_builders(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="PAIRS.txt")
     p.set_defaults(func=_pairs)
+
+    p = sub.add_parser("templates", help="media/pairs files for `eval templates` from a labelled folder")
+    p.add_argument("--from", dest="src", required=True, metavar="DIR", help="labelled folder root/identity/image")
+    p.add_argument("--out", required=True, metavar="DIR", help="new folder: media.txt, pairs.txt (attributes.csv)")
+    p.add_argument("--impostors", type=int, default=10, help="impostor pairs per identity (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_templates)
 
     p = sub.add_parser("cross-quality", help="held-out pairs with one side degraded by a low-light camera (XQLFW-like)")
     p.add_argument("--images", required=True, help="images root of the pairs file")
