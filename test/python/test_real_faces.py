@@ -399,3 +399,33 @@ def test_templates_builder_writes_attributes_of_a_generative_domain(tmp_path, ca
     assert main(["data", "templates", "--from", str(dom), "--out", str(out)]) == 0
     table = read_attribute_table(str(out / "attributes.csv"), "quality")
     assert len(table) == 60 and sorted(set(np.round(list(table.values()), 6))) == [0.4, 0.9]  # 1 − Δc
+
+
+def test_data_select_links_the_selected_identities(tmp_path):
+    need(ORL)
+    from dmfr.data.folder import scan_folder
+
+    out = tmp_path / "train"
+    assert main(["data", "select", "--from", str(ORL), "--out", str(out), "--exclude", "s1,s2", "--min-images", "2"]) == 0
+    names, samples, _ = scan_folder(str(out))
+    assert names == sorted(f"s{i}" for i in range(3, 41)) and len(samples) == 380
+    rel = samples[0][0]
+    assert (out / rel).is_symlink() and (out / rel).read_bytes() == (ORL / rel).read_bytes()
+
+
+def test_eval_verification_on_the_held_out_folds_only(tmp_path, capsys):
+    need(LFW10)
+    pairs = tmp_path / "pairs.txt"
+    assert main(["data", "pairs", "--from", str(LFW10), "--folds", "2", "--pairs-per-fold", "5", "--out", str(pairs)]) == 0
+    from dmfr.data.lfw import read_pairs_file
+
+    keys = sorted({k for a, b, _ in read_pairs_file(pairs).pairs for k in (a, b)})
+    np.save(tmp_path / "f.npy", np.random.default_rng(0).normal(size=(len(keys), 4)).astype(np.float32))
+    (tmp_path / "k.txt").write_text("\n".join(keys) + "\n")
+    capsys.readouterr()
+    base = ["eval", "verification", "--pairs", str(pairs), "--features", str(tmp_path / "f.npy"),
+            "--keys", str(tmp_path / "k.txt"), "--folds", "2", "--json"]
+    assert main(base + ["--pairs-folds", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_pairs"] == 10
+    assert main(base + ["--pairs-folds", "3"]) == 2
+    assert "has folds 1..2, not 3" in capsys.readouterr().err
