@@ -358,3 +358,74 @@ def test_align_detects_aligns_and_reports_faceless_images(tmp_path, capsys, monk
     with pytest.raises(OSError):
         main(["data", "align", "--from", str(src), "--out", str(tmp_path / "half")])
     assert not (tmp_path / "half").exists() and not any(p.name.startswith(".half") for p in tmp_path.iterdir())
+
+
+def test_templates_builder_files_read_by_eval_templates(tmp_path, capsys):
+    need(ORL)
+    from dmfr.eval.templates import read_media, read_template_pairs
+
+    out = tmp_path / "tpl"
+    assert main(["data", "templates", "--from", str(ORL), "--out", str(out), "--impostors", "5"]) == 0
+    media, pairs = read_media(str(out / "media.txt")), read_template_pairs(str(out / "pairs.txt"))
+    assert len(media.images) == 400 and sorted(media.images) == sorted(f"s{i}/{m}.pgm" for i in range(1, 41) for m in range(1, 11))
+    owner = {}
+    for img, t in zip(media.images, media.templates.tolist()):
+        assert owner.setdefault(t, img.split("/")[0]) == img.split("/")[0]  # a template holds one identity
+    assert len(owner) == 80 and np.bincount(media.templates)[1:].tolist() == [5] * 80
+    t1, t2, y = pairs.t1.tolist(), pairs.t2.tolist(), pairs.labels.astype(int)
+    assert len(y) == 40 * 6 and int(y.sum()) == 40
+    assert all((owner[a] == owner[b]) == bool(lab) for a, b, lab in zip(t1, t2, y))
+    assert not (out / "attributes.csv").exists()  # plain photographs carry no attributes
+    # the files run through `eval templates` (features: any model's, one row per image)
+    np.save(tmp_path / "f.npy", np.random.default_rng(0).normal(size=(400, 8)).astype(np.float32))
+    (tmp_path / "k.txt").write_text("\n".join(media.images) + "\n")
+    capsys.readouterr()
+    assert main(["eval", "templates", "--media", str(out / "media.txt"), "--pairs", str(out / "pairs.txt"),
+                 "--features", str(tmp_path / "f.npy"), "--keys", str(tmp_path / "k.txt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_pairs"] == 240
+
+
+def test_templates_builder_writes_attributes_of_a_generative_domain(tmp_path, capsys):
+    need(LFW10)
+    from dmfr.eval.attributes import read_attribute_table
+
+    real = tmp_path / "real"
+    for name in sorted(os.listdir(LFW10))[:3]:
+        shutil.copytree(LFW10 / name, real / name)
+    dom = tmp_path / "quality"
+    assert main(["data", "synth", "--from", str(real), "--generator", "quality", "--delta", "0.1", "0.6",
+                 "--out", str(dom), "--image-size", "32"]) == 0
+    out = tmp_path / "tpl"
+    assert main(["data", "templates", "--from", str(dom), "--out", str(out)]) == 0
+    table = read_attribute_table(str(out / "attributes.csv"), "quality")
+    assert len(table) == 60 and sorted(set(np.round(list(table.values()), 6))) == [0.4, 0.9]  # 1 − Δc
+
+
+def test_data_select_links_the_selected_identities(tmp_path):
+    need(ORL)
+    from dmfr.data.folder import scan_folder
+
+    out = tmp_path / "train"
+    assert main(["data", "select", "--from", str(ORL), "--out", str(out), "--exclude", "s1,s2", "--min-images", "2"]) == 0
+    names, samples, _ = scan_folder(str(out))
+    assert names == sorted(f"s{i}" for i in range(3, 41)) and len(samples) == 380
+    rel = samples[0][0]
+    assert (out / rel).is_symlink() and (out / rel).read_bytes() == (ORL / rel).read_bytes()
+
+
+def test_eval_verification_on_the_held_out_folds_only(tmp_path, capsys):
+    need(LFW10)
+    pairs = tmp_path / "pairs.txt"
+    assert main(["data", "pairs", "--from", str(LFW10), "--folds", "2", "--pairs-per-fold", "5", "--out", str(pairs)]) == 0
+    from dmfr.data.lfw import read_pairs_file
+
+    keys = sorted({k for a, b, _ in read_pairs_file(pairs).pairs for k in (a, b)})
+    np.save(tmp_path / "f.npy", np.random.default_rng(0).normal(size=(len(keys), 4)).astype(np.float32))
+    (tmp_path / "k.txt").write_text("\n".join(keys) + "\n")
+    capsys.readouterr()
+    base = ["eval", "verification", "--pairs", str(pairs), "--features", str(tmp_path / "f.npy"),
+            "--keys", str(tmp_path / "k.txt"), "--folds", "2", "--json"]
+    assert main(base + ["--pairs-folds", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_pairs"] == 10
+    assert main(base + ["--pairs-folds", "3"]) == 2
+    assert "has folds 1..2, not 3" in capsys.readouterr().err

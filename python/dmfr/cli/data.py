@@ -5,6 +5,7 @@ pack SRC OUT.rec        image folder or list file -> insightface .rec + .idx + p
 unpack REC OUT_DIR      .rec -> OUT_DIR/<label>/<key>.<ext>, one folder per identity
 synth …                 a generative domain from real images (dmfr.data.synth)
 register …              an external generator's output: folder + manifest (dmfr.data.manifest)
+select --from DIR --out DIR       the data.select identities as a folder of links (for synth)
 align --from DIR --out DIR        detect + 5 landmarks + ArcFace alignment (dmfr.data.align_folder)
 pairs --from DIR --out pairs.txt  an LFW View-2 pairs file, folds disjoint in identity
 templates --from DIR --out DIR    media/pairs files for `eval templates` (dmfr.data.templates_builder)
@@ -35,6 +36,26 @@ def _inspect(args) -> int:
             text += "\n" + _format_selection(report["selection"])
         print(text)
     return 1 if report["problem_count"] else 0
+
+
+def _add_select_arguments(p, title: str) -> None:
+    g = p.add_argument_group(title)
+    g.add_argument("--min-images", type=int, metavar="N", help="data.select.min_images")
+    g.add_argument("--include", metavar="NAMES", help="data.select.include, comma-separated")
+    g.add_argument("--exclude", metavar="NAMES", help="data.select.exclude, comma-separated")
+    g.add_argument("--exclude-pairs", metavar="PAIRS", help="data.select.exclude_pairs (an LFW pairs file)")
+    g.add_argument("--exclude-folds", metavar="FOLDS", help="data.select.exclude_folds, e.g. 9,10 or 1-8")
+
+
+def _select(args) -> int:
+    from dmfr.data.selection import link_selection
+    select = _select_from_args(args)
+    if select is None:
+        raise DataError("data select: give at least one of --min-images, --include, --exclude, --exclude-pairs")
+    sel = link_selection(args.src, args.out, select)
+    print(f"linked {len(sel.samples)} images of {len(sel.names)} identities (of {sel.images_before} / "
+          f"{sel.identities_before}) from {args.src} into {args.out}")
+    return 0
 
 
 def _select_from_args(args) -> dict | None:
@@ -224,12 +245,7 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="decode at most N images (default: all)")
-    g = p.add_argument_group("identity selection (the data.select config fields): report what it keeps")
-    g.add_argument("--min-images", type=int, metavar="N", help="data.select.min_images")
-    g.add_argument("--include", metavar="NAMES", help="data.select.include, comma-separated")
-    g.add_argument("--exclude", metavar="NAMES", help="data.select.exclude, comma-separated")
-    g.add_argument("--exclude-pairs", metavar="PAIRS", help="data.select.exclude_pairs (an LFW pairs file)")
-    g.add_argument("--exclude-folds", metavar="FOLDS", help="data.select.exclude_folds, e.g. 9,10 or 1-8")
+    _add_select_arguments(p, "identity selection (the data.select config fields): report what it keeps")
     p.set_defaults(func=_inspect)
 
     p = sub.add_parser("pack", help="folder or list file -> insightface .rec/.idx/property")
@@ -289,6 +305,15 @@ def _cross_quality(args) -> int:
     return 0
 
 
+def _templates(args) -> int:
+    from dmfr.data.templates_builder import build_templates
+    s = build_templates(args.src, args.out, impostors=args.impostors, seed=args.seed)
+    extra = f"; attributes.csv ({', '.join(s['attributes'])})" if s["attributes"] else ""
+    print(f"wrote {args.out}: media.txt ({s['images']} images in {s['templates']} templates of {s['identities']} "
+          f"identities), pairs.txt ({s['pairs']} pairs, {s['genuine']} genuine){extra}")
+    return 0
+
+
 def register_builders(sub) -> None:
     """The real-face verbs: align, pairs, cross-quality (and templates)."""
     p = sub.add_parser("align", help="detect faces + 5 landmarks (dlib) and align to the ArcFace template")
@@ -301,6 +326,12 @@ def register_builders(sub) -> None:
     p.add_argument("--jobs", type=int, default=1, help="detector processes")
     p.set_defaults(func=_align)
 
+    p = sub.add_parser("select", help="the selected identities of a folder as a folder of symbolic links")
+    p.add_argument("--from", dest="src", required=True, metavar="DIR", help="labelled folder root/identity/image")
+    p.add_argument("--out", required=True, metavar="DIR", help="new folder of links")
+    _add_select_arguments(p, "identity selection (the data.select config fields)")
+    p.set_defaults(func=_select)
+
     p = sub.add_parser("pairs", help="an LFW View-2 pairs file from a labelled folder (folds disjoint in identity)")
     p.add_argument("--from", dest="src", required=True, metavar="DIR", help="labelled folder root/identity/image")
     p.add_argument("--folds", type=int, default=10)
@@ -308,6 +339,13 @@ def register_builders(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="PAIRS.txt")
     p.set_defaults(func=_pairs)
+
+    p = sub.add_parser("templates", help="media/pairs files for `eval templates` from a labelled folder")
+    p.add_argument("--from", dest="src", required=True, metavar="DIR", help="labelled folder root/identity/image")
+    p.add_argument("--out", required=True, metavar="DIR", help="new folder: media.txt, pairs.txt (attributes.csv)")
+    p.add_argument("--impostors", type=int, default=10, help="impostor pairs per identity (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_templates)
 
     p = sub.add_parser("cross-quality", help="held-out pairs with one side degraded by a low-light camera (XQLFW-like)")
     p.add_argument("--images", required=True, help="images root of the pairs file")

@@ -25,6 +25,8 @@ def register(subparsers) -> None:
     src.add_argument("--bin", help="insightface .bin pack (pairs at images 2i, 2i+1)")
     src.add_argument("--pairs", help="LFW pairs.txt (keys Name/Name_0001.jpg)")
     v.add_argument("--images", help="images root for --pairs (needs --checkpoint)")
+    v.add_argument("--pairs-folds", metavar="FOLDS",
+                   help="only the pairs of these folds of --pairs, e.g. 9,10 (the folds held out of training)")
     _feature_args(v, "for --pairs: one row per key; for --bin: one row per pack image, in pack order")
     v.add_argument("--folds", type=int, default=10)
     v.add_argument("--pca", type=int, default=0,
@@ -123,6 +125,8 @@ def run_verification(args) -> int:
     if args.bin:
         from dmfr.data.binpack import read_bin
 
+        if args.pairs_folds:
+            raise DmfrError("--pairs-folds goes with --pairs, not --bin")
         if args.keys or args.images:
             raise DmfrError("--bin takes --checkpoint or --features (rows in pack order), not --keys/--images")
         images, issame = read_bin(args.bin)
@@ -141,9 +145,23 @@ def run_verification(args) -> int:
             raise DmfrError("--bin needs --checkpoint CKPT or --features F.npy")
         source = args.bin
     else:
-        from dmfr.data.lfw import read_pairs
+        from dmfr.data.lfw import read_pairs_file
 
-        pairs = read_pairs(args.pairs)
+        pf = read_pairs_file(args.pairs)
+        pairs = pf.pairs
+        if args.pairs_folds:
+            from dmfr.cli.data import _fold_list
+
+            try:
+                wanted = _fold_list(args.pairs_folds)
+            except ValueError:
+                raise DmfrError(f"--pairs-folds: expected folds like 9,10 or 1-8, got {args.pairs_folds!r}") from None
+            bad = [f for f in wanted if not 1 <= f <= pf.folds]
+            if bad:
+                raise DmfrError(f"--pairs-folds: {args.pairs} has folds 1..{pf.folds}, not {bad[0]}")
+            pairs = [p for i, p in enumerate(pf.pairs) if pf.fold_of(i) + 1 in wanted]
+        elif args.pairs_folds is not None:
+            raise DmfrError("--pairs-folds: name at least one fold")
         if not pairs:
             raise DataError(f"{args.pairs}: no pairs")
         keys = [k for a, b, _ in pairs for k in (a, b)]
