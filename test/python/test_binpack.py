@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
+import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +118,58 @@ def test_malformed_packs_are_named(tmp_path):
         read_bin(str(path))
     images, _ = read_bin(str(path), image_size=112)
     assert images.shape == (2, 112, 112, 3)
+
+
+# Hand-written pickles (protocol 3 opcodes) of allowed callables only, each a few dozen bytes,
+# that would build far more than the file holds (issue #12, item 10).
+_N = 64 << 20  # 64 MiB: far over the budget (the file's size, at least 1 MiB), cheap to survive
+_INT = b"J" + struct.pack("<i", _N)  # BININT N
+_EXPANSIONS = {
+    "bytes(N)": b"\x80\x03cbuiltins\nbytes\n" + _INT + b"\x85R.",
+    "list(range(N))": b"\x80\x03cbuiltins\nlist\ncbuiltins\nrange\n" + _INT + b"\x85R\x85R.",
+    "ndarray of N objects": b"\x80\x03cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + _INT
+                            + b"\x85C\x01O\x87R.",
+    "ndarray(N)": b"\x80\x03cnumpy\nndarray\n" + _INT + b"\x85R.",
+}
+
+
+class _LyingObjectArray:
+    """Pickles as an object ndarray whose state says 8 items but carries 1: numpy's own
+    __setstate__ reads past the list and crashes the process."""
+
+    def __reduce__(self):
+        reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's _reconstruct, as numpy names it
+        return reconstruct, (np.ndarray, (0,), b"b"), (1, (8,), np.dtype("O"), False, [1])
+
+
+_EXPANSIONS["object array state"] = pickle.dumps(_LyingObjectArray(), protocol=3)
+_PROBE = """
+import json, resource, sys
+from dmfr.data.binpack import load_pickle
+from dmfr.errors import DataError
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    load_pickle(sys.argv[1]); error = None
+except DataError as exc:
+    error = str(exc)
+grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+print(json.dumps({"error": error, "grown": grown}))
+"""
+
+
+@pytest.mark.parametrize("kind", list(_EXPANSIONS))
+def test_a_tiny_pickle_cannot_expand_into_a_huge_object(tmp_path, kind):
+    path = tmp_path / "bomb.bin"
+    path.write_bytes(_EXPANSIONS[kind])
+    assert path.stat().st_size < 300
+    # In a child process: numpy's crash on the bad object-array state must not take pytest down,
+    # and the child's peak memory is its own.
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "python"))
+    proc = subprocess.run([sys.executable, "-c", _PROBE, str(path)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 0, f"the loader died ({proc.returncode}): {proc.stderr[-500:]}"
+    result = json.loads(proc.stdout)
+    assert result["error"] and str(path) in result["error"]
+    assert "refusing to build" in result["error"] or "carries 1 items of data, not 8" in result["error"]
+    # Built, the object would take _N bytes at least; refused first, the peak grows by far less.
+    assert result["grown"] < _N / 2, result

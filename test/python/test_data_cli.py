@@ -119,6 +119,16 @@ def test_corrupt_rec_is_reported_with_offset(tree, tmp_path):
     assert "skipped 1 bad records" in proc.stdout  # key 4 is an intact record of a broken image
 
 
+def test_inspect_says_how_many_images_decoded(tree):
+    """Issue #12, item 10: "(N decoded)" counted every image it tried, the broken ones too."""
+    (tree / "cy" / "b.jpg").write_bytes(b"\xff\xd8\xff not the rest of a JPEG")
+    proc = dmfr("inspect", tree, ok=False)
+    assert proc.returncode == 1
+    assert "image sizes (5 of 6 checked decoded): 112x112 x5" in proc.stdout
+    report = json.loads(dmfr("inspect", tree, "--json", ok=False).stdout)
+    assert report["checked_images"] == 6 and report["decoded_images"] == 5 and report["problem_count"] == 1
+
+
 def test_inspect_detects_formats_and_bad_paths(tree, tmp_path):
     assert json.loads(dmfr("inspect", tree, "--json").stdout)["format"] == "folder"
     (tree / "junk.txt").write_text("x")  # files at the root are not identities

@@ -268,3 +268,36 @@ def test_pack_refuses_bad_input(tmp_path):
         R.pack(str(tmp_path / "e.rec"), [])
     with pytest.raises(DataError, match=r"sample 0 \(label 0\): cannot read image header"):
         R.pack(str(tmp_path / "g.rec"), [(0, b"not an image")])
+
+
+def test_bad_framing_is_skipped_with_skip_bad_in_an_im2rec_pack(tmp_path, capfd):
+    """Issue #12, item 10: an im2rec pack's labels are in each record's own header, read at load;
+    a record with bad framing there stopped the load even with skip_bad."""
+    imgs = [png(50 + i) for i in range(4)]
+    records = [(k, frame(0, ir(float(k % 2), imgs[i][0], k))) for i, k in enumerate((10, 11, 12, 13))]
+    rec, offsets = write_file(tmp_path, "img", records)
+    blob = bytearray(open(rec, "rb").read())
+    blob[offsets[11] + 1] ^= 0x5A  # the magic word of key 11
+    struct.pack_into("<I", blob, offsets[12] + 4, (1 << 29) - 1)  # key 12: a length past the end
+    open(rec, "wb").write(bytes(blob))
+    with pytest.raises(DataError, match=rf"img.rec: bad RecordIO magic .* at byte offset {offsets[11]}"):
+        R.RecordDataset(rec)
+    ds = R.RecordDataset(rec, skip_bad=True)
+    assert len(ds) == 2 and ds.keys.tolist() == [10, 13] and ds.labels.tolist() == [0, 1]
+    assert ds.skipped_records == 2
+    err = capfd.readouterr().err
+    assert f"skipping record 11: {rec}: bad RecordIO magic" in err
+    assert f"skipping record 12: {rec}: truncated record at byte offset {offsets[12]}" in err
+    batch = ds.load([0, 1])
+    assert np.array_equal(batch.numpy(), to_tensor_batch([imgs[0][1], imgs[3][1]], 112).numpy())
+
+
+def test_bad_framing_of_an_image_is_skipped_in_an_insightface_pack(tmp_path):
+    out, offsets, imgs = _good_file(tmp_path)
+    blob = bytearray(out.read_bytes())
+    blob[offsets[2]] ^= 0xFF  # the magic word of key 2 (sample 1, identity 0)
+    out.write_bytes(bytes(blob))
+    ds = R.RecordDataset(str(out), skip_bad=True)
+    batch = ds.load([1])
+    assert ds.skipped == 1 and ds.bad == {1}
+    assert np.array_equal(batch[0].numpy(), to_tensor_batch([imgs[0][1]], 112)[0].numpy())  # same identity

@@ -35,31 +35,134 @@ _BUILTINS_ALLOWED = {"bytes", "bytearray", "list", "tuple", "dict", "set", "froz
 _CODECS_ALLOWED = {("_codecs", "encode")}
 
 
+# A pickle spells out what it holds: every container element costs at least one opcode byte and
+# every data byte is in the file, so nothing a genuine pack builds is larger than the file itself.
+# An allowed callable asked to build more (`bytes(10**9)`, `list(range(10**9))`, an ndarray of a
+# huge shape) is an expansion attack; the bound is the file's size, at least this floor.
+MIN_BUILD_BUDGET = 1 << 20
+
+
+class _CheckedArray(np.ndarray):
+    """What `_reconstruct` builds here: an ndarray whose `__setstate__` (the pickle's BUILD) first
+    checks that the state's data matches its shape and dtype and fits the budget; numpy's own
+    takes a list of the wrong length for an object array and crashes the process."""
+
+    budget = MIN_BUILD_BUDGET
+    where = "pickle"
+
+    def __new__(cls, shape, dtype=float, *args, **kwargs):  # `numpy.ndarray(shape, …)` called by a pickle
+        dims = (shape,) if isinstance(shape, int) else tuple(shape)
+        if not all(isinstance(d, int) and d >= 0 for d in dims):
+            raise DataError(f"{cls.where}: malformed ndarray shape {shape!r} in the pickle")
+        _check_size(_product(dims) * max(np.dtype(dtype).itemsize, 1), cls.budget,
+                    f"numpy.ndarray of shape {dims}", cls.where)
+        return super().__new__(cls, shape, dtype, *args, **kwargs)
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise DataError(f"{self.where}: malformed ndarray state in the pickle")
+        shape, dtype, raw = state[-4], state[-3], state[-1]
+        if (not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape)
+                or not isinstance(dtype, np.dtype)):
+            raise DataError(f"{self.where}: malformed ndarray shape or dtype in the pickle")
+        count = _product(shape)
+        _check_size(count * max(dtype.itemsize, 1), self.budget, f"a {dtype} array of shape {shape}", self.where)
+        want, have = ((count, len(raw)) if dtype.hasobject and isinstance(raw, list)
+                      else (count * dtype.itemsize, len(raw) if isinstance(raw, (bytes, bytearray, str)) else -1))
+        if want != have:
+            raise DataError(f"{self.where}: an ndarray of shape {shape} and dtype {dtype} in the pickle "
+                            f"carries {have} {'items' if dtype.hasobject else 'bytes'} of data, not {want}")
+        super().__setstate__(state)
+
+
+def _product(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _check_size(size: int, budget: int, what: str, where: str) -> None:
+    if size > budget:
+        raise DataError(f"{where}: refusing to build {what} ({size} bytes or items) from a pickle "
+                        f"that can genuinely hold at most {budget}: an expansion, not a pack")
+
+
+def _sizes_in(args) -> int:
+    """What a builtin constructor would build from these arguments: an int count (`bytes(n)`) or
+    a lazy range's length; anything else is already built, so already paid for."""
+    size = 0
+    for a in args:
+        if isinstance(a, bool):
+            continue
+        if isinstance(a, int):
+            size = max(size, a)
+        elif isinstance(a, range):
+            size = max(size, len(a))
+    return size
+
+
 class RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file, where: str, **kwargs):
+    def __init__(self, file, where: str, budget: int = MIN_BUILD_BUDGET, **kwargs):
         super().__init__(file, **kwargs)
         self.where = where
+        self.budget = max(int(budget), MIN_BUILD_BUDGET)
+        # this load's bounds, seen by the arrays' __setstate__
+        self._checked_array = type("_CheckedArray", (_CheckedArray,), {"budget": self.budget, "where": where})
 
     def find_class(self, module: str, name: str):
         if ((module, name) in _NUMPY_ALLOWED or (module, name) in _CODECS_ALLOWED
                 or (module in ("builtins", "__builtin__") and name in _BUILTINS_ALLOWED)):
-            return super().find_class("builtins" if module == "__builtin__" else module, name)
+            found = super().find_class("builtins" if module == "__builtin__" else module, name)
+            return self._bounded(found, f"{module}.{name}")
         raise DataError(f"{self.where}: refusing to load {module}.{name} from the pickle: a "
                         f"verification pack may hold only numpy arrays and plain builtin values")
+
+    def _bounded(self, fn, full_name: str):
+        """`fn` behind a check of how much it would build (module comment above)."""
+        budget, where, checked = self.budget, self.where, self._checked_array
+        name = full_name.rsplit(".", 1)[1]
+
+        def array_of(shape, dtype) -> None:
+            shape = (shape,) if isinstance(shape, int) else tuple(shape)
+            if not all(isinstance(d, int) and d >= 0 for d in shape):
+                raise DataError(f"{where}: malformed ndarray shape {shape!r} in the pickle")
+            _check_size(_product(shape) * max(np.dtype(dtype).itemsize, 1), budget,
+                        f"{full_name} of shape {shape}", where)
+
+        if name == "_reconstruct":
+            def reconstruct(cls, shape, dtype):
+                array_of(shape, dtype)
+                return fn(checked if cls is np.ndarray else cls, shape, dtype)
+            return reconstruct
+        if name == "ndarray":
+            return checked  # also the class argument of `_reconstruct`; its __new__ checks the size
+        if name == "scalar":
+            def scalar(dtype, *args):
+                _check_size(np.dtype(dtype).itemsize, budget, f"a numpy scalar of {dtype}", where)
+                return fn(dtype, *args)
+            return scalar
+        if full_name.split(".")[0] in ("builtins", "__builtin__"):
+            def builtin(*args, **kwargs):
+                _check_size(_sizes_in(args), budget, f"{name}{args!r:.60}", where)
+                return fn(*args, **kwargs)
+            return builtin
+        return fn  # numpy.dtype, _frombuffer (a view of bytes already read), _codecs.encode
 
 
 def load_pickle(path: str):
     """Load a pack's pickle with the restricted unpickler (bytes kept as bytes for py2 packs)."""
     with open(path, "rb") as f:
+        budget = os.fstat(f.fileno()).st_size
         try:
-            return RestrictedUnpickler(f, path).load()
+            return RestrictedUnpickler(f, path, budget).load()
         except UnicodeDecodeError:
             f.seek(0)  # a Python-2 pickle whose str holds binary: read it as bytes (arcface_torch)
-            return RestrictedUnpickler(f, path, encoding="bytes").load()
+            return RestrictedUnpickler(f, path, budget, encoding="bytes").load()
         except DataError:
             raise
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-                ImportError, IndexError, KeyError, MemoryError) as exc:
+                ImportError, IndexError, KeyError, MemoryError, OverflowError) as exc:
             raise DataError(f"{path}: not a readable pickle: {exc}") from None
 
 

@@ -89,6 +89,7 @@ class Report:
     def finish(self) -> dict:
         self.data["image_sizes"] = dict(self.sizes.most_common())
         self.data["checked_images"] = self.checked
+        self.data["decoded_images"] = sum(self.sizes.values())  # those of the checked that decoded
         self.data["problems"] = self.problems
         self.data["problem_count"] = self.problem_count
         return self.data
@@ -232,7 +233,7 @@ def format_report(d: dict) -> str:
         lines.append(f"images per identity: min {p['min']}, median {p['median']:g}, "
                      f"mean {p['mean']:g}, max {p['max']}; {p['single_image']} with one image")
     sizes = ", ".join(f"{s} x{n}" for s, n in d["image_sizes"].items()) or "none decoded"
-    lines.append(f"image sizes ({d['checked_images']} decoded): {sizes}")
+    lines.append(f"image sizes ({d['decoded_images']} of {d['checked_images']} checked decoded): {sizes}")
     if d["problem_count"]:
         lines.append(f"problems: {d['problem_count']}")
         lines += [f"  - {p}" for p in d["problems"]]

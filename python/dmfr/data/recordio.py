@@ -34,6 +34,7 @@ import io
 import mmap
 import os
 import struct
+import sys
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -353,6 +354,7 @@ class RecordDataset(RealImageDataset):
         keys = self.layout.image_keys
         ranges = self.layout.identity_ranges
         self._checked_labels = None
+        self.skipped_records = 0  # records left out at load (skip_bad): their label is unreadable
         if ranges is not None and _ranges_tile(ranges, self.layout.header[0]):
             # One header read per identity; every image's own label is checked when it loads.
             raw = np.empty(len(keys), dtype=np.float64)
@@ -361,7 +363,7 @@ class RecordDataset(RealImageDataset):
                     raw[s - 1:e - 1] = self.file.record(s)[0].identity
             self._checked_labels = raw
         else:
-            raw = np.array([self.file.record(int(k))[0].identity for k in keys], dtype=np.float64)
+            keys, raw = self._read_labels(keys, skip_bad)
         bad = np.nonzero(raw != np.round(raw))[0]
         if len(bad):
             k = int(keys[bad[0]])
@@ -380,6 +382,25 @@ class RecordDataset(RealImageDataset):
         super().__init__(raw.astype(np.int32), list(range(num_classes)), image_size, skip_bad)
         self.keys = keys
         self.sample_offsets = self.file.offsets_of(keys)
+
+    def _read_labels(self, keys: np.ndarray, skip_bad: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Every image record's identity, read from its header (no range records to take it from).
+        A record whose framing or header is corrupt has no label to plan it by: with `skip_bad`
+        it is left out of the dataset (counted in `skipped_records`, a warning names it), else its
+        DataError stops the load."""
+        kept, raw = [], []
+        self.skipped_records = 0
+        for k in keys.tolist():
+            try:
+                raw.append(self.file.record(k)[0].identity)
+            except DataError as exc:
+                if not skip_bad:
+                    raise
+                self.skipped_records += 1
+                print(f"dmfr: warning: skipping record {k}: {exc}", file=sys.stderr)
+                continue
+            kept.append(k)
+        return np.asarray(kept, dtype=np.int64), np.asarray(raw, dtype=np.float64)
 
     def read_raw(self, i: int) -> tuple[IRHeader, bytes, str]:
         key, off = int(self.keys[i]), int(self.sample_offsets[i])
