@@ -5,15 +5,19 @@ import { parseCommandLine, UsageError } from './usage.ts';
 export const SERVE_USAGE = `usage: dmfr serve [--host 127.0.0.1] [--port 8080] [--data-dir DIR] [--token T] [--cpu-slots N]
   --token defaults to $DMFR_TOKEN; listening off loopback requires one.`;
 
-export async function serveCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommandLine(argv, {
+/** The flags of `dmfr serve` (test/ts/readme-commands.test.ts checks the docs against them). */
+export const serveOptions = () =>
+  ({
     host: { type: 'string', default: '127.0.0.1' },
     port: { type: 'string', default: '8080' },
     'data-dir': { type: 'string', default: process.env.DMFR_DATA_DIR ?? 'dmfr-data' },
     token: { type: 'string' },
     'cpu-slots': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
-  });
+  }) as const;
+
+export async function serveCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandLine(argv, serveOptions());
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   if (values.help) {
     process.stdout.write(`${SERVE_USAGE}\n`);
