@@ -4,15 +4,22 @@
 // shows every panel at once: curves, config, checkpoints with working download links,
 // evaluations (accuracy, TAR@FAR table, ROC) and events. Screenshots of the curves and the ROC
 // are checked pixel by pixel for the drawn lines.
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../ts/config/load.ts';
 import { Client } from '../../ts/sdk/client.ts';
-import { ArtifactStore } from '../../ts/service/db.ts';
+import { buildApp } from '../../ts/service/app.ts';
+import { EventBus } from '../../ts/service/bus.ts';
+import { controllerLauncher } from '../../ts/service/controller-launcher.ts';
+import { ArtifactStore, ServiceStore } from '../../ts/service/db.ts';
+import { runPythonJson } from '../../ts/service/python-cli.ts';
+import { DeviceScheduler } from '../../ts/service/scheduler.ts';
 import { createService, type Service } from '../../ts/service/service.ts';
+import { Supervisor } from '../../ts/service/supervisor.ts';
 import { HAVE_PYTHON, pythonJson } from './helpers.ts';
 
 const CHROMIUM = process.env.DMFR_CHROMIUM ?? '/usr/bin/chromium';
@@ -136,4 +143,60 @@ describe.skipIf(!HAVE_CHROMIUM || !HAVE_PYTHON)('dashboard', () => {
     expect(countLinePixels(await page.locator('#roc').screenshot(), LINE_COLORS.slice(0, 1), dataDir)).toBeGreaterThanOrEqual(408 - 2);
     await page.screenshot({ path: process.env.DMFR_SCREENSHOT ?? path.join(dataDir, 'dashboard.png'), fullPage: true });
   }, 300_000);
+
+  it('with a token: pages open through ?access_token, every link carries it, and live loss terms may be nested under `terms`', async () => {
+    // The real app on its own store and bus; the experiment is written through the store, so no
+    // ranks start, and its events go through the real store, bus and SSE route.
+    const dir = mkdtempSync(path.join(tmpdir(), 'dmfr-dash-token-'));
+    const silent = pino({ level: 'silent' });
+    const store = new ServiceStore(path.join(dir, 'dmfr.sqlite'));
+    const bus = new EventBus();
+    const supervisor = new Supervisor(store, bus, new DeviceScheduler('cpu', 1), controllerLauncher(silent), dir, silent);
+    const app = await buildApp({ context: { store, artifacts: new ArtifactStore(store.db), bus, supervisor, dataDir: dir, pythonJson: runPythonJson }, token: 'T0K' });
+    const runDir = path.join(dir, 'experiments', 'tok-1');
+    store.createExperiment({ id: 'tok-1', name: 'token', config: loadConfig({ preset: 'quick' }), priority: 0, nproc: 1, maxRestarts: 0, runDir, checkpointPolicy: null });
+    try {
+      const url = (await app.listen({ host: '127.0.0.1', port: 0 })).replace(/\/$/, '');
+      browser ??= await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
+      const page = await browser.newPage();
+      expect((await page.goto(`${url}/ui/experiments/tok-1`))!.status()).toBe(401);
+
+      await page.goto(`${url}/?access_token=T0K`);
+      expect(await page.locator('#experiments tr[data-id="tok-1"] a').getAttribute('href')).toBe('/ui/experiments/tok-1?access_token=T0K');
+
+      await page.goto(`${url}/ui/experiments/tok-1?access_token=T0K`);
+      await page.waitForFunction(() => document.querySelector('#state')?.textContent === 'QUEUED', undefined, { timeout: 10_000 });
+      expect(await page.locator('#home').getAttribute('href')).toBe('/?access_token=T0K');
+      // Loss terms nested under `terms` (the run store's shape) and as top-level keys both draw.
+      for (let step = 0; step < 5; step++) {
+        bus.publish(store.appendEvent('tok-1', 'metrics', { step, loss: 2 - 0.1 * step, lr: 0.1, terms: { L_cls: 1.5 - 0.1 * step, L_flt: 0.5 } }));
+      }
+      bus.publish(store.appendEvent('tok-1', 'metrics', { step: 5, loss: 1.4, lr: 0.1, L_cls: 1.0, L_flt: 0.4 }));
+      await page.waitForFunction(() => document.querySelector('#curves')?.getAttribute('data-points') === '18', undefined, { timeout: 10_000 });
+      expect(await page.locator('#curves polyline').evaluateAll((els) => els.map((e) => e.getAttribute('data-name')))).toEqual(['loss', 'L_cls', 'L_flt']);
+      expect(await page.locator('#legend').textContent()).toBe('loss 1.4000L_cls 1.0000L_flt 0.4000');
+
+      // A checkpoint event refreshes the table; its download link carries the token.
+      const file = path.join(runDir, 'checkpoints', 'step-00000005.pt');
+      mkdirSync(path.dirname(file), { recursive: true });
+      writeFileSync(file, Buffer.alloc(1234, 7));
+      bus.publish(store.addCheckpoint('tok-1', { step: 5, path: file, bytes: 1234 }));
+      const link = page.locator('#checkpoint-list a');
+      await link.waitFor({ timeout: 10_000 });
+      const href = (await link.getAttribute('href'))!;
+      expect(href).toBe('/experiments/tok-1/checkpoints/5?access_token=T0K');
+      const got = await page.request.get(url + href);
+      expect(got.status()).toBe(200);
+      expect((await got.body()).length).toBe(1234);
+      expect(await page.locator('#events tbody td:nth-child(2)').allTextContents()).toEqual(['– → QUEUED', 'checkpoint at step 5 (1.2 KiB)']);
+
+      await page.goto(`${url}/ui/experiments/nope-1?access_token=T0K`);
+      await page.waitForFunction(() => document.querySelector('#title')?.textContent === 'Experiment not found', undefined, { timeout: 10_000 });
+      await page.close();
+    } finally {
+      await app.close();
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

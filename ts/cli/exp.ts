@@ -14,9 +14,9 @@ export const EXP_USAGE = `usage: dmfr exp VERB [ARGS] [--server URL] [--token T]
 
 const line = (e: ExperimentInfo) => `${e.id}  ${e.state.padEnd(18)} ${e.name}${e.cause ? `  (${e.cause})` : ''}`;
 
-export async function expCommand(argv: string[]): Promise<number> {
-  const [verb, ...rest] = argv;
-  const { values: v, positionals } = parseCommandLine(rest, {
+/** The flags of every `dmfr exp` verb (test/ts/readme-commands.test.ts checks the docs against them). */
+export const expOptions = () =>
+  ({
     server: { type: 'string', default: process.env.DMFR_SERVER ?? 'http://127.0.0.1:8080' },
     token: { type: 'string' },
     json: { type: 'boolean', default: false },
@@ -26,7 +26,11 @@ export async function expCommand(argv: string[]): Promise<number> {
     priority: { type: 'string' },
     'max-restarts': { type: 'string' },
     state: { type: 'string' },
-  });
+  }) as const;
+
+export async function expCommand(argv: string[]): Promise<number> {
+  const [verb, ...rest] = argv;
+  const { values: v, positionals } = parseCommandLine(rest, expOptions());
   const client = new Client(v.server, { token: v.token ?? process.env.DMFR_TOKEN });
   const print = (obj: unknown, text: string) => process.stdout.write(v.json ? `${JSON.stringify(obj)}\n` : `${text}\n`);
   const int = (flag: string, s: string | undefined) => {

@@ -191,14 +191,18 @@ async function followExperiment(client: Client, id: string, rawRank: string | un
   }
 }
 
-export async function joinCommand(argv: string[]): Promise<number> {
-  const parsed = parseCommandLine(argv, {
+/** The flags of `dmfr join` (test/ts/readme-commands.test.ts checks the docs against them). */
+export const joinOptions = () =>
+  ({
     'node-rank': { type: 'string' },
     experiment: { type: 'string' },
     server: { type: 'string', default: process.env.DMFR_SERVER ?? 'http://127.0.0.1:8080' },
     token: { type: 'string' },
     'log-dir': { type: 'string' },
-  });
+  }) as const;
+
+export async function joinCommand(argv: string[]): Promise<number> {
+  const parsed = parseCommandLine(argv, joinOptions());
   const v = parsed.values;
   if (v.experiment !== undefined) {
     if (parsed.positionals.length) throw new UsageError('give either a join file or --experiment, not both');

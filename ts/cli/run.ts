@@ -17,13 +17,17 @@ function positiveInt(flag: string, v: string | undefined): number | undefined {
   return Number(v);
 }
 
-export async function runCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommandLine(argv, {
+/** The flags of `dmfr run` (test/ts/readme-commands.test.ts checks the docs against them). */
+export const runOptions = () =>
+  ({
     ...CONFIG_OPTIONS,
     out: { type: 'string' },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
-  });
+  }) as const;
+
+export async function runCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandLine(argv, runOptions());
   if (values.help) {
     process.stdout.write(`${RUN_USAGE}\n`);
     return 0;

@@ -33,8 +33,9 @@ function readToken(values: { token?: string; 'token-file'?: string }): string | 
   return token;
 }
 
-export async function serveCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommandLine(argv, {
+/** The flags of `dmfr serve` (test/ts/readme-commands.test.ts checks the docs against them). */
+export const serveOptions = () =>
+  ({
     host: { type: 'string', default: '127.0.0.1' },
     port: { type: 'string', default: '8080' },
     'data-dir': { type: 'string', default: process.env.DMFR_DATA_DIR ?? 'dmfr-data' },
@@ -43,7 +44,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
     'token-file': { type: 'string' },
     'cpu-slots': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
-  });
+  }) as const;
+
+export async function serveCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandLine(argv, serveOptions());
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   if (values.help) {
     process.stdout.write(`${SERVE_USAGE}\n`);
