@@ -106,15 +106,14 @@ def run_similarity(args) -> int:
 def _filtered_features(args, keys: list[str], synthetic: np.ndarray) -> np.ndarray:
     """Backbone features of every sample, with the filter method's F applied to the synthetic
     ones (paper, "Filter-based DMFR": F maps a synthetic sample's feature to a modality-free one)."""
-    import torch
-
     from dmfr.embed import Embedder
 
     if not (args.checkpoint and args.images) or args.features:
         raise DmfrError("--apply-filter needs --checkpoint CKPT --images DIR (the filter lives in the checkpoint)")
+    from dmfr.analysis.table1 import apply_filter, has_filter
+
     embedder = Embedder.from_checkpoint(args.checkpoint, args.device)
-    flt = getattr(embedder.model, "filter", None)
-    if not isinstance(flt, torch.nn.Module):
+    if not has_filter(embedder.model):
         raise DmfrError(f"{args.checkpoint}: --apply-filter needs a checkpoint of the filter method (no filter F in it)")
     paths = []
     for key in keys:
@@ -123,11 +122,7 @@ def _filtered_features(args, keys: list[str], synthetic: np.ndarray) -> np.ndarr
             raise DataError(f"{args.images}: image {key!r} not found")
         paths.append(path)
     feats = embedder.embed_paths(paths, flip=False, batch_size=args.batch_size)
-    if synthetic.any():
-        with torch.no_grad():
-            z = torch.from_numpy(np.ascontiguousarray(feats[synthetic])).to(embedder.device)
-            feats[synthetic] = flt(z).float().cpu().numpy()
-    return feats
+    return apply_filter(embedder.model, feats, synthetic, embedder.device)
 
 
 def run_probe(args) -> int:
