@@ -22,6 +22,11 @@ describe('data.select / data.preprocess', () => {
     expect(cfg.data.preprocess).toEqual({ crop_center: [], crop_box: [], landmarks: '' });
   });
 
+  it('docs/examples/lfw-aligned.yaml loads too', () => {
+    const cfg = loadConfig({ preset: 'quick', file: join(REPO_ROOT, 'docs/examples/lfw-aligned.yaml') });
+    expect(cfg.data).toMatchObject({ path: 'data/lfw-aligned', preprocess: { crop_box: [] } });
+  });
+
   it('docs/examples/lfw-real.yaml with the quick preset', () => {
     const cfg = loadConfig({ preset: 'quick', file: join(REPO_ROOT, 'docs/examples/lfw-real.yaml') });
     expect(cfg.data).toMatchObject({ kind: 'folder', image_size: 64, preprocess: { crop_box: [70, 70, 110, 110] } });
