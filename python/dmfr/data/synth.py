@@ -2,14 +2,16 @@
 
 The paper (section "Modality of the Synthetic Data") writes a synthetic sample as
 x' = x ⊕ g(x, Δc) ⊕ ε(x): g is the wanted condition change (g(x, 0) = 0), ε the generator's fixed
-mode. Here g is `pose` (a yaw-like out-of-plane warp of the image by Δc degrees, a stand-in for
-PRNet's 3-D rotation) or `quality` (blur, downscale, JPEG and noise at level Δc, a stand-in for
-the paper's CycleGAN blur), and each generator stamps its own documented fingerprint ε with a
-`strength` (0 = none). Two further imperfections of real generators are modelled (issue 4,
-"Calibrating the benchmark"): ε is content-dependent — smoothing, a multiplicative periodic
-pattern like the spectral peaks of transposed-convolution upsampling, a multiplicative texture and
-a contrast/tint change — because a fixed additive pattern is trivially subtracted by a CNN; and
-g regresses toward a mean face (`identity_loss`), so synthetic samples carry less identity.
+mode. Here g is `pose` (a yaw turn of a landmark-placed depth proxy by Δc degrees,
+dmfr.data.headwarp, a stand-in for PRNet's 3-D rotation) or `quality` (blur, downscale, noise and
+JPEG at level Δc through Pillow, dmfr.data.camera, a stand-in for the paper's CycleGAN blur), and
+each generator stamps its own documented fingerprint ε with a `strength` (0 = none). ε is meant
+as a real generator's artefacts are: a faint, consistent signature a network can learn, not noise
+a person sees first — calibrated on photographs (docs/domains.md). It is content-dependent
+(smoothing, a multiplicative periodic pattern like the spectral peaks of transposed-convolution
+upsampling, a multiplicative texture, a contrast/tint change), because a fixed additive pattern is
+trivially subtracted by a CNN (issue 4); and g can regress toward a mean face (`identity_loss`),
+so synthetic samples carry less identity.
 
 `dmfr data synth` (add_arguments / run below) applies a generator to a folder of real images and
 writes a generative domain with its manifest (docs/domains.md).
@@ -79,9 +81,9 @@ class Fingerprint:
 
 # Calibrated on photographs (docs/domains.md, bench/fingerprint_calibration.py): at s = 1 the
 # signature is hard to see yet a linear probe on pixels still tells it from real images.
-POSE_FINGERPRINT = Fingerprint(blur=0.4, period=8, period_amp=0.015, texture_amp=0.015, contrast=0.03,
+POSE_FINGERPRINT = Fingerprint(blur=0.4, period=4, period_amp=0.012, texture_amp=0.015, contrast=0.03,
                                tint=(1.5, 0.0, -1.5), seed=101)
-QUALITY_FINGERPRINT = Fingerprint(blur=0.3, period=6, period_amp=0.015, texture_amp=0.015, contrast=-0.03,
+QUALITY_FINGERPRINT = Fingerprint(blur=0.3, period=3, period_amp=0.016, texture_amp=0.015, contrast=-0.03,
                                   tint=(0.0, 0.75, 1.5), seed=202)
 
 
