@@ -4,7 +4,7 @@ import { timingSafeEqual } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { ServiceContext } from './context.ts';
 import { ApiError, ErrorBody, fromFastifyError } from './errors.ts';
 import { artifactRoutes } from './routes/artifacts.ts';
@@ -79,6 +79,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     bodyLimit: BODY_LIMIT,
     // Bodies are validated without type coercion, query strings and path parameters with it.
     schemaController: { compilersFactory: { buildValidator: partAwareValidator() as never } },
+    // The router's own refusals (a malformed URL, a path parameter over maxParamLength) in the
+    // documented error body too.
+    frameworkErrors: (err, _req, reply) => {
+      const mapped = fromFastifyError(err.statusCode ?? 400, err.message);
+      void (reply as FastifyReply).code(err.statusCode === 414 ? 414 : mapped.statusCode).send({ code: mapped.code, message: mapped.message });
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
   registerJsonParser(app);
 
