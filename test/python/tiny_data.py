@@ -31,7 +31,7 @@ BASE_CONFIG = {
     "head": {"type": "cosface", "s": 64, "m": 0.4, "m1": 1, "m2": 0, "m3": 0, "straight_through": False,
              "partial_fc_sample_rate": 1},
     "optim": {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "no_bn_decay": False, "schedule": "step",
-              "milestones": [], "gamma": 0.1, "warmup_steps": 0, "clip_grad_norm": 5},
+              "milestones": [], "milestone_fractions": [], "gamma": 0.1, "warmup_steps": 0, "clip_grad_norm": 5},
     "train": {"steps": 10, "batch_size": 16, "nproc": 1, "amp": "none", "channels_last": False, "grad_accum": 1,
               "log_every": 1, "checkpoint_every": 0, "term_grad_norm_every": 100, "keep_last": 3, "deterministic": False},
     "sampler": {"kind": "real", "mix_ratio": [1, 1], "identity_balanced": False, "chunk_steps": 4, "credit": 4},

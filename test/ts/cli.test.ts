@@ -1,10 +1,11 @@
 // The `dmfr` command as a user runs it: `node bin/dmfr.js …` in a child process.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../ts/controller/launch.ts';
+import Database from 'better-sqlite3';
 import { HAVE_PYTHON } from './helpers.ts';
 
 interface Result {
@@ -15,12 +16,16 @@ interface Result {
 
 function dmfr(
   args: string[],
-  opts: { onStderr?: (text: string, child: ReturnType<typeof spawn>) => void; onSpawn?: (child: ReturnType<typeof spawn>) => void } = {},
+  opts: {
+    env?: NodeJS.ProcessEnv;
+    onStderr?: (text: string, child: ReturnType<typeof spawn>) => void;
+    onSpawn?: (child: ReturnType<typeof spawn>) => void;
+  } = {},
 ): Promise<Result> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [join(REPO_ROOT, 'bin', 'dmfr.js'), ...args], {
       cwd: REPO_ROOT,
-      env: { ...process.env, DMFR_LOG_LEVEL: 'info' },
+      env: opts.env ?? { ...process.env, DMFR_LOG_LEVEL: 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     opts.onSpawn?.(child);
@@ -121,4 +126,78 @@ describe('dmfr CLI', () => {
     const lines = readFileSync(join(out, 'controller.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.some((l) => l.msg === 'rank error' && /no-such-folder/.test(l.message))).toBe(true);
   }, 120_000);
+
+  it.skipIf(!HAVE_PYTHON)('a reused --out is refused (naming --resume and --force); --resume continues from the latest checkpoint; --force moves the old run aside; progress lines on a pipe', async () => {
+    const root = tmp();
+    const out = join(root, 'run');
+    const quiet = { ...process.env, DMFR_LOG_LEVEL: 'warn' };
+    const config = ['--preset', 'quick', '--steps', '2000', '--set', 'train.checkpoint_every=5'];
+    const runsIn = (dir: string) => {
+      const db = new Database(join(dir, 'dmfr.sqlite'), { readonly: true });
+      try {
+        return db.prepare('SELECT id, experiment_id, state FROM runs ORDER BY created_at').all() as { id: string; experiment_id: string; state: string }[];
+      } finally {
+        db.close();
+      }
+    };
+    const sigintAfter = (pattern: RegExp) => {
+      let sent = false;
+      return (text: string, child: ReturnType<typeof spawn>) => {
+        if (!sent && pattern.test(text)) {
+          sent = true;
+          child.kill('SIGINT');
+        }
+      };
+    };
+
+    // 1. A first run, canceled after its first checkpoint. stderr is a pipe: plain progress lines.
+    const first = await dmfr(['run', ...config, '--out', out, '--json'], {
+      env: quiet,
+      onStderr: sigintAfter(/checkpoint at step 5: /),
+    });
+    expect(first.code, first.stderr).toBe(130);
+    expect(first.stderr).toMatch(/^dmfr run \S+: starting 2 rank\(s\) in /m);
+    expect(first.stderr).toMatch(/^dmfr run \S+: step 1\/2000 \(0%\)  loss \d+\.\d{4}  /m);
+    expect(first.stderr).toContain(`checkpoint at step 5: ${join(out, 'checkpoints', 'step-00000005.pt')}`);
+    expect(first.stdout.trim().split('\n')).toHaveLength(1); // stdout holds only the --json summary
+    const firstRuns = runsIn(out);
+    expect(firstRuns).toHaveLength(1);
+    const checkpointsBefore = readdirSync(join(out, 'checkpoints')).sort();
+
+    // 2. The same --out again: refused, nothing touched.
+    const again = await dmfr(['run', ...config, '--out', out], { env: quiet });
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain(`${out} already holds run ${firstRuns[0]!.id} (canceled, `);
+    expect(again.stderr).toMatch(/--resume[\s\S]*--force/);
+    expect(runsIn(out)).toEqual(firstRuns);
+    expect(readdirSync(join(out, 'checkpoints')).sort()).toEqual(checkpointsBefore);
+
+    // 3. --resume with a changed config: an error naming the changed keys.
+    const changed = await dmfr(['run', '--preset', 'quick', '--steps', '3000', '--set', 'train.checkpoint_every=5', '--set', 'optim.lr=0.05', '--out', out, '--resume'], { env: quiet });
+    expect(changed.code).toBe(2);
+    expect(changed.stderr).toMatch(/the config differs from run \S+'s in optim\.lr, optim\.milestones, train\.steps;/) // milestones follow the steps;
+    expect(runsIn(out)).toEqual(firstRuns);
+
+    // 4. --resume without config flags: the stored config, from the latest checkpoint on.
+    const index = JSON.parse(readFileSync(join(out, 'checkpoints', 'checkpoints.json'), 'utf8')) as { checkpoints: { step: number; file: string }[] };
+    const latest = index.checkpoints.at(-1)!;
+    const resumed = await dmfr(['run', '--out', out, '--resume', '--json'], { env: quiet, onStderr: sigintAfter(/: step \d+\/2000 /) });
+    expect(resumed.code, resumed.stderr).toBe(130);
+    expect(resumed.stderr).toContain(`resuming from ${join(out, 'checkpoints', latest.file)}`);
+    // the first step it trains is the one after the checkpoint's (steps completed: latest + 1)
+    expect(/: step (\d+)\/2000 /.exec(resumed.stderr)![1]).toBe(String(latest.step + 1));
+    const both = runsIn(out);
+    expect(both).toHaveLength(2);
+    expect(both[1]!.experiment_id).toBe(firstRuns[0]!.experiment_id); // one experiment, two attempts
+
+    // 5. --force: the old run moves aside whole, a new one starts in the empty directory.
+    const forced = await dmfr(['run', '--preset', 'quick', '--steps', '3', '--out', out, '--force', '--json'], { env: quiet });
+    expect(forced.code, forced.stderr).toBe(0);
+    const moved = /moved run \S+ \(canceled, \d+ steps\) to (\S+)/.exec(forced.stderr)![1]!;
+    expect(moved.startsWith(`${out}.replaced-`)).toBe(true);
+    expect(runsIn(moved)).toEqual(both);
+    expect(runsIn(out)).toHaveLength(1);
+    expect(readdirSync(join(out, 'checkpoints'))).toContain('step-00000003.pt');
+    expect(existsSync(join(moved, 'checkpoints', latest.file))).toBe(true);
+  }, 600_000); // three real runs; torch's start-up alone takes a minute on a loaded 2-core host
 });

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseSet } from '../../ts/config/load.ts';
+import { ConfigError, loadConfig, parseSet, scheduleWarnings } from '../../ts/config/load.ts';
 import { METHOD_SAMPLER } from '../../ts/config/presets.ts';
 import { RunConfig } from '../../ts/config/schema.ts';
 import { Kind, type TSchema } from '@sinclair/typebox';
@@ -139,5 +139,29 @@ describe('docs/config.md', () => {
     expect(paths.length).toBeGreaterThan(60);
     const missing = paths.filter((p) => !doc.includes('`' + p + '`'));
     expect(missing).toEqual([]);
+  });
+
+  it('schedules follow --steps: preset milestones are fractions of the run; explicit ones win and are warned about past the end', () => {
+    // paper: 50k/70k/80k of 90k; round(5/9 · 90000) = 50000 exactly, and × 9000 steps → 5000 …
+    expect(loadConfig({ preset: 'paper' }).optim.milestones).toEqual([50_000, 70_000, 80_000]);
+    expect(loadConfig({ preset: 'paper', steps: 9000 }).optim.milestones).toEqual([5000, 7000, 8000]);
+    // quick: 3/4 of the run — the issue's `--steps 100` decays at 75, not at the unreachable 150
+    const quick = loadConfig({ preset: 'quick', steps: 100 });
+    expect(quick.optim.milestones).toEqual([75]);
+    expect(scheduleWarnings(quick)).toEqual([]);
+    // a tiny run still decays at a step ≥ 1
+    expect(loadConfig({ preset: 'quick', steps: 1 }).optim.milestones).toEqual([1]);
+    // explicit milestones (file or --set) replace the preset's fractions, which are cleared
+    const f = file('ms.yaml', 'optim:\n  milestones: [150]\n');
+    const explicit = loadConfig({ preset: 'quick', file: f, steps: 100 });
+    expect(explicit.optim).toMatchObject({ milestones: [150], milestone_fractions: [] });
+    expect(scheduleWarnings(explicit)).toEqual(['optim.milestones: 150 is at or beyond the last step (train.steps = 100): the lr never decays there']);
+    expect(scheduleWarnings(loadConfig({ preset: 'quick', steps: 100, sets: ['optim.milestones=[50,100]'] }))).toEqual([
+      'optim.milestones: 100 is at or beyond the last step (train.steps = 100): the lr never decays there',
+    ]);
+    // and a later layer's fractions replace earlier explicit milestones
+    expect(loadConfig({ file: f, steps: 40, sets: ['optim.milestone_fractions=[0.5]'] }).optim.milestones).toEqual([20]);
+    expect(() => loadConfig({ sets: ['optim.milestone_fractions=[0.8,0.5]'] })).toThrow(/optim\.milestone_fractions: expected increasing fractions/);
+    expect(() => loadConfig({ sets: ['optim.milestone_fractions=[1.5]'] })).toThrow(/optim\.milestone_fractions\.0: Expected number to be less than 1/);
   });
 });

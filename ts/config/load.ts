@@ -205,6 +205,7 @@ export function resolveLayers(layers: Layer[]): RunConfig {
     const method = (merged.method as { name: MethodName }).name;
     merged = deepMerge(merged, { sampler: { kind: METHOD_SAMPLER[method] } });
   }
+  merged = resolveMilestones(merged, layers);
   const config = withDefaults(merged);
   const combined = issuesOf(config, layers.map((l) => l.source).join(' + ') || 'defaults');
   if (combined.length > 0) throw new ConfigError(combined);
@@ -212,6 +213,35 @@ export function resolveLayers(layers: Layer[]): RunConfig {
   const cross = crossChecks(cfg, layers.map((l) => l.source).join(' + ') || 'defaults');
   if (cross.length > 0) throw new ConfigError(cross);
   return cfg;
+}
+
+/**
+ * `optim.milestone_fractions` → `optim.milestones` = round(fraction × train.steps) (at least 1), so
+ * a preset's schedule follows `--steps`. Whichever of the two a later layer sets wins: explicit
+ * milestones from the file or `--set` replace the preset's fractions (which are then cleared).
+ */
+function resolveMilestones(merged: ConfigLayer, layers: Layer[]): ConfigLayer {
+  const lastIndex = (key: string) => layers.map((l) => hasPath(l.value, ['optim', key])).lastIndexOf(true);
+  const fractionsAt = lastIndex('milestone_fractions');
+  const explicitAt = lastIndex('milestones');
+  if (fractionsAt < 0) return merged;
+  if (explicitAt > fractionsAt) return deepMerge(merged, { optim: { milestone_fractions: [] } });
+  const fractions = (merged.optim as { milestone_fractions: unknown }).milestone_fractions;
+  const steps = (merged.train as { steps?: unknown } | undefined)?.steps ?? (withDefaults(merged).train as { steps: number }).steps;
+  if (!Array.isArray(fractions) || typeof steps !== 'number') return merged; // validation names the problem
+  const milestones = fractions.map((f) => (typeof f === 'number' ? Math.max(1, Math.round(f * steps)) : f));
+  return deepMerge(merged, { optim: { milestones } });
+}
+
+/**
+ * What is valid but probably not meant: a step-schedule milestone at or beyond the last step never
+ * applies (the lr at 0-based step k is lr · gamma^(milestones ≤ k), python/dmfr/optim.py).
+ */
+export function scheduleWarnings(cfg: RunConfig): string[] {
+  if (cfg.optim.schedule !== 'step') return [];
+  return cfg.optim.milestones
+    .filter((m) => m >= cfg.train.steps)
+    .map((m) => `optim.milestones: ${m} is at or beyond the last step (train.steps = ${cfg.train.steps}): the lr never decays there`);
 }
 
 function crossChecks(cfg: RunConfig, source: string): ConfigIssue[] {
@@ -227,6 +257,10 @@ function crossChecks(cfg: RunConfig, source: string): ConfigIssue[] {
   }
   if (cfg.data.kind !== 'procedural' && cfg.data.path === undefined) {
     out.push({ source, path: 'data.path', message: `required when data.kind is '${cfg.data.kind}'` });
+  }
+  const fractions = cfg.optim.milestone_fractions;
+  if (fractions.some((f, i) => i > 0 && f <= fractions[i - 1]!)) {
+    out.push({ source, path: 'optim.milestone_fractions', message: `expected increasing fractions, got ${JSON.stringify(fractions)}` });
   }
   const sorted = [...cfg.optim.milestones].sort((a, b) => a - b);
   if (sorted.some((m, i) => m !== cfg.optim.milestones[i])) {

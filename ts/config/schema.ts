@@ -121,6 +121,9 @@ export const OptimConfig = Type.Object(
     no_bn_decay: Type.Boolean({ default: false }),
     schedule: Type.Union([Type.Literal('step'), Type.Literal('poly'), Type.Literal('constant')], { default: 'step' }),
     milestones: Type.Array(Type.Integer({ minimum: 1 }), { default: [] }),
+    // Milestones as fractions of train.steps (the presets' form, so --steps rescales them);
+    // resolved into `milestones` by ts/config/load.ts unless a later layer sets milestones.
+    milestone_fractions: Type.Array(Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1 }), { default: [] }),
     gamma: Type.Number({ exclusiveMinimum: 0, default: 0.1 }),
     warmup_steps: Type.Integer({ minimum: 0, default: 0 }),
     clip_grad_norm: Type.Number({ minimum: 0, default: 5, description: 'arcface_torch clips at 5; 0 disables' }),
