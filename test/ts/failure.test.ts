@@ -112,7 +112,7 @@ describe.skipIf(!HAVE_PYTHON)('supervision (2 ranks, CPU)', () => {
     // `dmfr run` writes its log lines to <out>/controller.log.
     const logged = () => (existsSync(join(out, 'controller.log')) ? readFileSync(join(out, 'controller.log'), 'utf8') : '');
     // A run that never gets there is canceled, not left training after the test.
-    await waitFor(() => /"to":"running"/.test(logged()), 90_000, 'the run to start training').catch((e) => (child.kill('SIGTERM'), Promise.reject(e)));
+    await waitFor(() => /"to":"running"/.test(logged()), 240_000, 'the run to start training').catch((e) => (child.kill('SIGTERM'), Promise.reject(e)));
     const runId = /"run":"([^"]+)"/.exec(logged())![1]!;
     const pids = runPids(runId);
     expect(pids.length).toBeGreaterThanOrEqual(3); // torchrun and two ranks
@@ -123,5 +123,5 @@ describe.skipIf(!HAVE_PYTHON)('supervision (2 ranks, CPU)', () => {
     await waitFor(gone, 60_000, 'the ranks and torchrun to exit');
     const tookS = (Date.now() - t0) / 1000;
     expect(tookS).toBeLessThan(30);
-  }, 150_000);
+  }, 360_000);
 });
