@@ -81,10 +81,10 @@ describe.skipIf(!HAVE_CHROMIUM || !HAVE_PYTHON)('dashboard', () => {
 
     // The experiment's URL while it trains: points arrive over SSE and the curves grow.
     const live = await open(`/ui/experiments/${exp.id}`);
-    await live.waitForFunction(() => Number(document.querySelector('#curves')?.getAttribute('data-points')) > 20, undefined, { timeout: 120_000 });
+    await live.waitForFunction(() => Number(document.querySelector('#curves')?.getAttribute('data-points')) > 20, undefined, { timeout: 300_000 });
     const lines = await live.locator('#curves polyline').evaluateAll((els) => els.map((e) => e.getAttribute('data-name')));
     expect(lines).toEqual(expect.arrayContaining(['loss', 'L_cls', 'L_flt']));
-    await live.waitForFunction(() => document.querySelector('#state')?.textContent === 'COMPLETED', undefined, { timeout: 120_000 });
+    await live.waitForFunction(() => document.querySelector('#state')?.textContent === 'COMPLETED', undefined, { timeout: 300_000 });
     await live.close();
 
     // The list (refreshed every 5 s) shows the final state, progress and last loss.
@@ -142,7 +142,7 @@ describe.skipIf(!HAVE_CHROMIUM || !HAVE_PYTHON)('dashboard', () => {
     expect(countLinePixels(await page.locator('#curves').screenshot(), LINE_COLORS, dataDir)).toBeGreaterThanOrEqual(648 - 2);
     expect(countLinePixels(await page.locator('#roc').screenshot(), LINE_COLORS.slice(0, 1), dataDir)).toBeGreaterThanOrEqual(408 - 2);
     await page.screenshot({ path: process.env.DMFR_SCREENSHOT ?? path.join(dataDir, 'dashboard.png'), fullPage: true });
-  }, 300_000);
+  }, 900_000);
 
   it('with a token: pages open through ?access_token, every link carries it, and live loss terms may be nested under `terms`', async () => {
     // The real app on its own store and bus; the experiment is written through the store, so no
