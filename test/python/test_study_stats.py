@@ -143,3 +143,26 @@ def test_report_with_one_seed_is_a_pilot(tmp_path):
     assert c["ci95"] is None and c["p"] is None and c["p_holm"] is None
     assert report["sentences"][0].startswith("general: pilot (n = 1 seed), no interval")
     json.loads((d / "report.json").read_text())  # strict JSON: no NaN anywhere
+
+
+def test_loss_curves_take_the_resumed_runs_values(tmp_path):
+    """A resumed cell's store holds two runs; where both logged a step, the later run's value wins
+    (it is the one the final model descends from), and method terms lose their `terms.` prefix."""
+    import sqlite3
+
+    from dmfr.analysis.study_eval import loss_curves
+
+    db = sqlite3.connect(tmp_path / "dmfr.sqlite")
+    db.executescript("""
+        CREATE TABLE runs (id TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+        CREATE TABLE metrics (run_id TEXT, step INTEGER, name TEXT, value REAL, PRIMARY KEY (run_id, step, name));
+        INSERT INTO runs VALUES ('r1', '2026-11-30T08:00:00Z'), ('r2', '2026-11-30T08:05:00Z');
+        INSERT INTO metrics VALUES ('r1', 0, 'loss', 3.0), ('r1', 1, 'loss', 2.5), ('r1', 2, 'loss', 2.4),
+                                   ('r1', 1, 'terms.L_cls', 2.0), ('r1', 1, 'lr', 0.1),
+                                   ('r2', 2, 'loss', 2.2), ('r2', 3, 'loss', 2.0);
+    """)
+    db.commit()
+    db.close()
+    curves = loss_curves(tmp_path)
+    assert curves == {"loss": {"step": [0, 1, 2, 3], "value": [3.0, 2.5, 2.2, 2.0]},
+                      "L_cls": {"step": [1], "value": [2.0]}}

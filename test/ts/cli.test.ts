@@ -70,7 +70,7 @@ describe('dmfr CLI', () => {
   });
 
   it('prints the usage of every own verb with --help, exit 0', async () => {
-    for (const verb of ['run', 'serve', 'exp', 'join']) {
+    for (const verb of ['run', 'serve', 'exp', 'join', 'study']) {
       const r = await dmfr([verb, '--help']);
       expect(r.code, verb).toBe(0);
       expect(r.stdout, verb).toContain(`usage: dmfr ${verb}`);

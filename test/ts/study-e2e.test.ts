@@ -90,7 +90,8 @@ describe.skipIf(!HAVE_PYTHON)('dmfr study run (tiny spec)', () => {
     const db = new Database(join(out, 'cells', k.hash, 'dmfr.sqlite'), { readonly: true });
     const firstStep = db.prepare('SELECT MIN(step) AS s FROM metrics WHERE run_id = ?').get(killedCell.runs[1]) as { s: number };
     db.close();
-    expect(firstStep.s).toBe(from + 1); // the resumed run trained only the steps after the checkpoint
+    // step-N.pt holds steps 0 … N−1: the resumed run trained only the steps after the checkpoint
+    expect(firstStep.s).toBe(from);
     for (const [hash, mtime] of evaluatedMtime) {
       expect(readJson<CellRecord>(join(out, 'cells', hash, 'cell.json')).runs).toHaveLength(1); // not retrained
       expect(statSync(join(out, 'cells', hash, 'eval', 'metrics.json')).mtimeMs).toBe(mtime); // not re-evaluated
@@ -126,4 +127,26 @@ describe.skipIf(!HAVE_PYTHON)('dmfr study run (tiny spec)', () => {
     expect(JSON.parse(rep.stdout.trim().split('\n').at(-1)!)).toEqual(summary);
     expect(rep.stderr).toContain('| filter | 2 |');
   }, 30 * 60_000);
+
+  it('retries a failing cell once, then reports it as failed with its cause (never dropped)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dmfr-study-'));
+    const spec = join(dir, 'bad.yaml');
+    // A dataset folder that does not exist: the config is valid, the ranks fail building the data.
+    writeFileSync(spec, `name: bad
+base: { preset: quick, steps: 20, nproc: 1 }
+arms:
+  - { name: missing, method: mix, data.kind: folder, data.path: ${join(dir, 'no-such-folder')} }
+eval: { verification: [] }
+`);
+    const out = join(dir, 'out');
+    const res = await dmfr(['study', 'run', spec, '--out', out, '--json']);
+    expect(res.code, res.stderr).toBe(1);
+    expect(JSON.parse(res.stdout.trim().split('\n').at(-1)!)).toEqual({ status: 'failed', cells: 1, completed: 0, failed: 1, report: null });
+    const [cell] = readJson<StudyFile>(join(out, 'study.json')).cells;
+    expect(cell).toMatchObject({ arm: 'missing', state: 'failed', attempts: 2 });
+    expect(cell!.runs).toHaveLength(2);
+    expect(cell!.cause).toContain('no-such-folder');
+    const status = await dmfr(['study', 'status', out]);
+    expect(status.stdout).toMatch(/missing\t\{\}\t0\t\w+\tfailed\t0\t2\t.*no-such-folder/);
+  }, 10 * 60_000);
 });

@@ -1,10 +1,12 @@
 // Study specs (ts/study/spec.ts): the issue's tiny spec expands to 4 paired cells; every spec
 // error names the file, the key path and what was expected, before anything trains.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../ts/config/load.ts';
+import { REPO_ROOT } from '../../ts/controller/launch.ts';
 import { expandCells, readStudySpec } from '../../ts/study/spec.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dmfr-spec-'));
@@ -121,5 +123,27 @@ describe('shipped studies', () => {
     const cells = expandCells(spec, (h) => join(dir, h));
     expect(cells).toHaveLength(40);
     expect(new Set(cells.map((c) => c.pretrain)).size).toBe(5);
+  });
+});
+
+describe('dmfr study (CLI)', () => {
+  const cli = (args: string[]) => spawnSync(process.execPath, [join(REPO_ROOT, 'bin', 'dmfr.js'), ...args], { cwd: REPO_ROOT, encoding: 'utf8' });
+
+  it('rejects a bad spec before anything trains: exit 2, the file, the key path and what was expected', () => {
+    const file = specFile(TINY.replace('baseline: mix', 'baseline: real'));
+    const out = join(dir, 'never');
+    const r = cli(['study', 'run', file, '--out', out]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain(`${file}: baseline: expected the name of an arm (mix, filter), got "real"`);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('names a wrong verb or a missing study directory', () => {
+    const verb = cli(['study', 'walk']);
+    expect(verb.status).toBe(2);
+    expect(verb.stderr).toMatch(/unknown study verb 'walk' \(expected run, report or status\)[\s\S]*usage: dmfr study/);
+    const missing = cli(['study', 'status', join(dir, 'nothing')]);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain(`${join(dir, 'nothing', 'study.json')}: no study here`);
   });
 });

@@ -72,6 +72,8 @@ export class StudyRunner extends EventEmitter {
   private readonly pretrainState = new Map<string, { state: CellState; cause: string | null }>();
   private readonly active = new Set<RunController>();
   private canceled: string | null = null;
+  /** Wall seconds of each cell's training and evaluation and of the report (bench/study_speed.ts). */
+  readonly timings: { cells: Array<{ hash: string; train_s: number; eval_s: number }>; report_s: number } = { cells: [], report_s: 0 };
 
   constructor(private readonly opts: StudyRunOptions) {
     super();
@@ -115,7 +117,9 @@ export class StudyRunner extends EventEmitter {
     let report: string | null = null;
     if (!this.canceled && completed > 0) {
       try {
+        const t0 = performance.now();
         report = (await this.report()).report;
+        this.timings.report_s = (performance.now() - t0) / 1000;
       } catch (e) {
         this.log.error({ err: (e as Error).message }, 'report failed');
       }
@@ -155,7 +159,8 @@ export class StudyRunner extends EventEmitter {
       eval: this.spec.eval,
       pretrain_dir: this.pretrains.length ? this.pretrainDir : null,
       pretrain: this.pretrains.map((p) => ({ seed: p.seed, hash: p.hash, ...(this.pretrainState.get(p.hash) ?? { state: 'pending' as CellState, cause: null }) })),
-      cells: this.cells.map((c) => this.records.get(c.hash)!),
+      // Two arms that resolve to the same config share one cell (one record): each keeps its name here.
+      cells: this.cells.map((c) => ({ ...this.records.get(c.hash)!, arm: c.arm, levels: c.levels, seed: c.seed })),
     };
     writeJsonAtomic(join(this.outDir, 'study.json'), file);
   }
@@ -203,9 +208,12 @@ export class StudyRunner extends EventEmitter {
     let cause: string | null = null;
     for (let attempt = 0; attempt < ATTEMPTS && !this.canceled; attempt++) {
       try {
+        const t0 = performance.now();
         const checkpoint = await this.train(cell, dir, rec, slot, (r) => this.setCell(r, {}));
         this.setCell(rec, { state: 'trained', cause: null });
+        const t1 = performance.now();
         await runPythonJson(['study-tools', 'eval-cell', '--run-dir', dir, '--checkpoint', checkpoint, '--eval', join(this.outDir, 'eval.json')]);
+        this.timings.cells.push({ hash: cell.hash, train_s: (t1 - t0) / 1000, eval_s: (performance.now() - t1) / 1000 });
         this.setCell(rec, { state: 'evaluated', cause: null });
         return;
       } catch (e) {
