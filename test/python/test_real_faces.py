@@ -429,3 +429,14 @@ def test_eval_verification_on_the_held_out_folds_only(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["n_pairs"] == 10
     assert main(base + ["--pairs-folds", "3"]) == 2
     assert "has folds 1..2, not 3" in capsys.readouterr().err
+    # without --folds, each named protocol fold is one cross-validation fold (balanced, as LFW's)
+    pairs3 = tmp_path / "pairs3.txt"
+    assert main(["data", "pairs", "--from", str(LFW10), "--folds", "3", "--pairs-per-fold", "4", "--out", str(pairs3)]) == 0
+    keys3 = sorted({k for a, b, _ in read_pairs_file(pairs3).pairs for k in (a, b)})
+    np.save(tmp_path / "g.npy", np.random.default_rng(1).normal(size=(len(keys3), 4)).astype(np.float32))
+    (tmp_path / "g.txt").write_text("\n".join(keys3) + "\n")
+    capsys.readouterr()
+    assert main(["eval", "verification", "--pairs", str(pairs3), "--features", str(tmp_path / "g.npy"),
+                 "--keys", str(tmp_path / "g.txt"), "--pairs-folds", "2,3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_pairs"] == 16 and len(result["folds"]) == 2

@@ -28,7 +28,9 @@ def register(subparsers) -> None:
     v.add_argument("--pairs-folds", metavar="FOLDS",
                    help="only the pairs of these folds of --pairs, e.g. 9,10 (the folds held out of training)")
     _feature_args(v, "for --pairs: one row per key; for --bin: one row per pack image, in pack order")
-    v.add_argument("--folds", type=int, default=10)
+    v.add_argument("--folds", type=int, default=None,
+                   help="cross-validation folds (default 10; with --pairs-folds naming ≥ 2 folds, one per named "
+                        "fold, so each is one balanced protocol fold, as the 10 folds of LFW's View 2 are)")
     v.add_argument("--pca", type=int, default=0,
                    help="insightface's pca mode: refit PCA with N components on each fold's training pairs")
     _common(v)
@@ -160,6 +162,8 @@ def run_verification(args) -> int:
             if bad:
                 raise DmfrError(f"--pairs-folds: {args.pairs} has folds 1..{pf.folds}, not {bad[0]}")
             pairs = [p for i, p in enumerate(pf.pairs) if pf.fold_of(i) + 1 in wanted]
+            if args.folds is None and len(wanted) >= 2:
+                args.folds = len(wanted)  # one CV fold per protocol fold (a single fold: the default 10)
         elif args.pairs_folds is not None:
             raise DmfrError("--pairs-folds: name at least one fold")
         if not pairs:
@@ -170,7 +174,8 @@ def run_verification(args) -> int:
         feats = np.asarray(table.features)[rows]
         issame = np.array([s for _, _, s in pairs], dtype=bool)
         source = args.pairs
-    result = evaluate_embeddings(feats, issame, n_folds=args.folds, pca=args.pca).to_json()
+    n_folds = 10 if args.folds is None else args.folds
+    result = evaluate_embeddings(feats, issame, n_folds=n_folds, pca=args.pca).to_json()
     result["source"] = source
     summary = (f"{source}: accuracy {result['accuracy']:.5f} ± {result['std']:.5f} "
                f"(stderr {result['stderr']:.5f}) over {result['n_pairs']} pairs; "
