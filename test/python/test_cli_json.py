@@ -31,14 +31,15 @@ def last_line_object(stdout: str) -> dict:
 def test_eval_result_is_one_compact_line(tmp_path):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "f.npy", rng.normal(size=(8, 4)).astype(np.float32))
-    (tmp_path / "keys.txt").write_text("".join(f"A/A_{i:04d}.jpg\n" for i in range(8)))
-    (tmp_path / "pairs.txt").write_text("".join(f"A {2 * i + 1} {2 * i + 2}\n" for i in range(3)) +
-                                        "A 1 A 2\n")
+    keys = [f"A/A_{i:04d}.jpg" for i in range(1, 7)] + [f"B/B_{i:04d}.jpg" for i in range(1, 3)]
+    (tmp_path / "keys.txt").write_text("\n".join(keys) + "\n")
+    # LFW pairs.txt: a 'folds pairs' header, then per fold the same-person pairs, then the others
+    (tmp_path / "pairs.txt").write_text("1 2\nA 1 2\nA 3 4\nA 5 B 1\nA 6 B 2\n")
     proc = run("eval", "verification", "--pairs", tmp_path / "pairs.txt", "--features", tmp_path / "f.npy",
                "--keys", tmp_path / "keys.txt", "--folds", 2, "--json")
     assert proc.returncode == 0, proc.stderr
     obj = last_line_object(proc.stdout)
-    assert obj["n_pairs"] == 4 and obj["n_same"] == 4 and len(obj["folds"]) == 2
+    assert obj["n_pairs"] == 4 and obj["n_same"] == 2 and len(obj["folds"]) == 2
 
 
 def test_bad_input_is_an_error_object_and_exit_2(tmp_path):
