@@ -9,6 +9,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../ts/controller/launch.ts';
 import { runPids } from '../../ts/controller/processes.ts';
 import { Client, type LiveEvent } from '../../ts/sdk/client.ts';
+import { Store as RunStore } from '../../ts/store/store.ts';
 import { HAVE_PYTHON, waitFor } from './helpers.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'dmfr-svc-'));
@@ -16,9 +17,9 @@ const servers: ChildProcess[] = [];
 const newDataDir = () => mkdtempSync(path.join(root, 'data-'));
 
 /** Starts `dmfr serve` on a free port over `dataDir`; resolves with its base URL once it listens. */
-function startServer(dataDir = newDataDir()): Promise<{ proc: ChildProcess; url: string; dataDir: string }> {
+function startServer(dataDir = newDataDir(), env: Record<string, string> = {}): Promise<{ proc: ChildProcess; url: string; dataDir: string }> {
   const proc = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/dmfr.js'), 'serve', '--port', '0', '--data-dir', dataDir, '--cpu-slots', '2'], {
-    env: { ...process.env, DMFR_LOG_LEVEL: process.env.DMFR_TEST_SERVE_LOG ?? 'warn' },
+    env: { ...process.env, DMFR_LOG_LEVEL: process.env.DMFR_TEST_SERVE_LOG ?? 'warn', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   servers.push(proc);
@@ -276,15 +277,22 @@ describe.skipIf(!HAVE_PYTHON)('dmfr serve end to end', () => {
   }, 300_000);
 
   it('reconciles the store when the service is SIGKILLed and started again', async () => {
-    const first = await startServer();
-    const exp = await new Client(first.url).createExperiment({ preset: 'quick', steps: 2000, set: TINY, name: 'service-kill' });
-    const live1 = collect(new Client(first.url), exp.id);
+    // With a token (from DMFR_TOKEN), which no rank may inherit (issue #12, item 4).
+    const TOKEN = 'E2E-SERVICE-TOKEN';
+    const first = await startServer(undefined, { DMFR_TOKEN: TOKEN });
+    const exp = await new Client(first.url, { token: TOKEN }).createExperiment({ preset: 'quick', steps: 2000, set: TINY, name: 'service-kill' });
+    const live1 = collect(new Client(first.url, { token: TOKEN }), exp.id);
     await live1.until(() => live1.events.some((e) => e.kind === 'checkpoint'), 120_000, 'a checkpoint');
+    const rank0 = rankPid(`${exp.id}-a1`, 0);
+    expect(rank0).toBeDefined();
+    const rankEnv = readFileSync(`/proc/${rank0}/environ`, 'utf8').split('\0');
+    expect(rankEnv.some((v) => v.startsWith('DMFR_RUN_ID='))).toBe(true); // it is the rank's environment…
+    expect(rankEnv.filter((v) => v.startsWith('DMFR_TOKEN='))).toEqual([]); // …without the token
     first.proc.kill('SIGKILL');
     // Ranks notice their controller is gone (runtime.controller_timeout_s = 5) and exit.
     await waitFor(() => runPids(`${exp.id}-a1`).length === 0, 30_000, 'the orphaned ranks to exit');
-    const second = await startServer(first.dataDir);
-    const client = new Client(second.url);
+    const second = await startServer(first.dataDir, { DMFR_TOKEN: TOKEN });
+    const client = new Client(second.url, { token: TOKEN });
     const live = collect(client, exp.id);
     await live.until(() => live.states().filter((s) => s === 'RUNNING').length >= 2, 120_000, 'RUNNING after reconciliation');
     const restarting = live.events.find((e) => e.kind === 'state' && e.data.to === 'RESTARTING');
@@ -292,5 +300,15 @@ describe.skipIf(!HAVE_PYTHON)('dmfr serve end to end', () => {
     await client.stop(exp.id);
     await live.done;
     expect(live.states().at(-1)).toBe('CANCELED');
-  });
+    // The per-run store: the killed attempt's run row is settled, not left `running` (item 9).
+    const runs = new RunStore(path.join(first.dataDir, 'experiments', exp.id, 'dmfr.sqlite'));
+    try {
+      const killed = runs.getRun(`${exp.id}-a1`)!;
+      expect(killed).toMatchObject({ state: 'failed', cause: 'service restarted: the attempt lost its controller' });
+      expect(killed.ended_at).not.toBeNull();
+      expect(runs.getRun(`${exp.id}-a2`)!.state).toBe('canceled');
+    } finally {
+      runs.close();
+    }
+  }, 600_000);
 });
