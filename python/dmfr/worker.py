@@ -155,6 +155,7 @@ def run_with_controller(run_dir: str | None) -> int:
     endpoints = Endpoints.from_env()
     link = RankLink(endpoints, rank).start()
     step_box = {"step": -1}
+    scalars = None  # rank 0's TensorBoard writer (train.tensorboard)
     try:
         link.send("hello", {"rank": rank, "local_rank": local_rank, "world_size": world_size,
                             "host": socket.gethostname(), "pid": os.getpid(), "device": _hello_device(local_rank),
@@ -191,6 +192,10 @@ def run_with_controller(run_dir: str | None) -> int:
         link.last_step = start_step - 1
         body, buffers = _ready_body(rank, dataset, start_step)
         link.send("ready", body, buffers)
+        if rank == 0 and run_dir and config["train"].get("tensorboard", True):
+            from dmfr.tensorboard_log import RunScalars  # after `ready`: importing it takes a while
+
+            scalars = RunScalars(run_dir, resume_step=start_step)
 
         def on_step(step: int) -> None:
             step_box["step"] = link.last_step = step
@@ -200,10 +205,12 @@ def run_with_controller(run_dir: str | None) -> int:
         def on_metrics(s) -> None:
             if rank == 0:
                 # JSON has no NaN/Infinity: a non-finite value travels as null (ts/wire/schemas.ts)
-                link.send("metrics", {"step": s.step, "loss": _finite(s.loss), "lr": s.lr,
-                                      "samples_per_s": s.samples_per_s, "plan_wait_s": s.plan_wait_s,
-                                      "step_time_s": s.step_time_s,
-                                      "terms": {k: _finite(v) for k, v in s.terms.items()}})
+                body = {"step": s.step, "loss": _finite(s.loss), "lr": s.lr,
+                        "samples_per_s": s.samples_per_s, "plan_wait_s": s.plan_wait_s,
+                        "step_time_s": s.step_time_s, "terms": {k: _finite(v) for k, v in s.terms.items()}}
+                link.send("metrics", body)
+                if scalars is not None:
+                    scalars.metrics(body)
 
         def on_checkpoint(step: int, path: Path, size: int) -> None:
             link.send("checkpoint-saved", {"step": step, "path": str(path), "bytes": size})
@@ -247,6 +254,8 @@ def run_with_controller(run_dir: str | None) -> int:
         link.send("bye", {"reason": "error", "last_step": step_box["step"]})
         return EXIT_ERROR
     finally:
+        if scalars is not None:
+            scalars.close()
         link.close(flush=not link.lost.is_set())
         _leave_group()
 

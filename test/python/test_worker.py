@@ -115,6 +115,15 @@ def test_worker_speaks_the_protocol_end_to_end(controller, tmp_path):
     assert Path(saved[0]["path"]).name == "step-00000006.pt"  # one step number: the event's and the file's
     assert any(m.type == "heartbeat" for m in s.events)
     assert not s.of("error")
+    # rank 0's TensorBoard event files, read back with TensorBoard's own reader: every logged
+    # value at its step (steps completed), the terms nested as in the metrics records
+    from dmfr.tensorboard_log import read_scalars
+
+    scalars = read_scalars(tmp_path / "tensorboard")
+    assert {"loss", "terms/L_cls", "lr", "throughput/samples_per_s", "time/step_time_s"} <= set(scalars)
+    # event files store float32: compare with the float32 rounding of what was sent
+    assert scalars["loss"] == [(m["step"], float(np.float32(m["loss"]))) for m in metrics]
+    assert scalars["terms/L_cls"] == [(m["step"], float(np.float32(m["terms"]["L_cls"]))) for m in metrics]
 
 
 def test_worker_resumes_from_a_checkpoint(controller, tmp_path):
@@ -138,6 +147,10 @@ def test_worker_resumes_from_a_checkpoint(controller, tmp_path):
     assert bye.body.pop("train_time_s") > 0
     assert bye.body == {"reason": "completed", "last_step": 5}
     assert [m["step"] for m in s.of("metrics")] == [5, 6]
+    from dmfr.tensorboard_log import read_scalars
+
+    # both attempts wrote to one tensorboard/ directory; the resume purged nothing it kept (4 < 5)
+    assert [step for step, _ in read_scalars(tmp_path / "tensorboard")["loss"]] == [1, 2, 3, 4, 5, 6]
 
 
 def test_worker_resumes_past_a_truncated_newest_checkpoint(controller, tmp_path):

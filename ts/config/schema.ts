@@ -145,6 +145,7 @@ export const TrainConfig = Type.Object(
     keep_last: Positive('checkpoints kept', { default: 3 }),
     init: Type.Optional(Type.String({ description: 'checkpoint or arcface_torch backbone.pth to start from' })),
     deterministic: Type.Boolean({ default: false }),
+    tensorboard: Type.Boolean({ default: true, description: 'rank 0 writes TensorBoard event files to <run_dir>/tensorboard' }),
   },
   { $id: 'TrainConfig', additionalProperties: false },
 );

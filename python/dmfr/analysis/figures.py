@@ -92,8 +92,8 @@ def read_metrics(path: str) -> list[dict]:
             where.append(f"line {n}")
     for rec, w in zip(records, where):
         if not isinstance(rec, dict) or not isinstance(rec.get("step"), int) or \
-                not isinstance(rec.get("loss"), (int, float)):
-            raise DataError(f"{path}, {w}: a metrics record needs an integer 'step' and a numeric 'loss'")
+                not (rec.get("loss") is None or isinstance(rec.get("loss"), (int, float))) or "loss" not in rec:
+            raise DataError(f"{path}, {w}: a metrics record needs an integer 'step' and a numeric (or null) 'loss'")
         if "terms" in rec and not isinstance(rec["terms"], dict):
             raise DataError(f"{path}, {w}: 'terms' must be an object of named loss terms")
     if not records:
@@ -104,9 +104,13 @@ def read_metrics(path: str) -> list[dict]:
 def loss_series(records: list[dict]) -> dict:
     """{"loss": (steps, values), term: (steps, values)…}, sorted by step."""
     records = sorted(records, key=lambda r: r["step"])
-    series = {"loss": ([r["step"] for r in records], [float(r["loss"]) for r in records])}
+    # null is a non-finite value (JSON has no NaN, docs/protocol.md): a gap in the curve
+    series = {"loss": ([r["step"] for r in records if r["loss"] is not None],
+                       [float(r["loss"]) for r in records if r["loss"] is not None])}
     for r in records:
         for term, value in (r.get("terms") or {}).items():
+            if value is None:
+                continue
             steps, values = series.setdefault(term, ([], []))
             steps.append(r["step"])
             values.append(float(value))

@@ -43,8 +43,10 @@ def register(subparsers) -> None:
     f5.set_defaults(func=run_fig5)
 
     c = verbs.add_parser("curves", help="Fig. 6: loss curves by method and term; ROC curves")
+    c.add_argument("run_dirs", nargs="*", default=[], metavar="[METHOD=]RUN_DIR",
+                   help="run directories read directly (their dmfr.sqlite); named by the directory unless METHOD= is given")
     c.add_argument("--metrics", nargs="*", default=[], metavar="METHOD=PATH",
-                   help="metrics records (JSON lines of `metrics` bodies) per method")
+                   help="metrics records (JSON lines of `metrics` bodies, as `dmfr runs metrics` writes) per method")
     c.add_argument("--roc", nargs="*", default=[], metavar="NAME=RESULT.json",
                    help="`dmfr eval templates` results (their 'roc' field) per model")
     _outputs(c, required=True)
@@ -168,11 +170,15 @@ def run_fig5(args) -> int:
 def run_curves(args) -> int:
     from dmfr.analysis.figures import plot_loss_curves, plot_roc_curves, read_metrics
 
-    if not args.metrics and not args.roc:
-        raise DmfrError("curves: give --metrics METHOD=PATH and/or --roc NAME=RESULT.json")
+    from dmfr.run_metrics import read_run_metrics
+
+    if not args.run_dirs and not args.metrics and not args.roc:
+        raise DmfrError("curves: give RUN_DIR…, --metrics METHOD=PATH and/or --roc NAME=RESULT.json")
     written = []
-    if args.metrics:
-        runs = {name: read_metrics(path) for name, path in _named(args.metrics, "--metrics")}
+    if args.run_dirs or args.metrics:
+        name_of = lambda d: os.path.basename(os.path.normpath(d))  # noqa: E731
+        runs = {name: read_run_metrics(d) for name, d in _named(args.run_dirs, "RUN_DIR", default_name=name_of)}
+        runs.update({name: read_metrics(path) for name, path in _named(args.metrics, "--metrics")})
         written += plot_loss_curves(runs, os.path.join(args.out, "fig6_losses"))
     if args.roc:
         curves = {}

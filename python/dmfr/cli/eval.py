@@ -107,7 +107,21 @@ def _feature_table(args, keys: list[str]):
                              args.landmarks)
 
 
+def _to_tensorboard(args, name: str, result: dict) -> None:
+    """An evaluation of a run's checkpoint goes to that run's TensorBoard event files too, at the
+    checkpoint's step (dmfr/tensorboard_log.py): its top-level numbers, as `eval/<name>/<key>`."""
+    from dmfr.tensorboard_log import checkpoint_run, write_evaluation
+
+    found = checkpoint_run(args.checkpoint) if getattr(args, "checkpoint", None) else None
+    if found is None:
+        return
+    run_dir, step = found
+    log_dir = write_evaluation(run_dir, step, name, result)
+    print(f"dmfr eval: {name} at step {step} → {log_dir}", file=sys.stderr)
+
+
 def _emit(args, name: str, result: dict, summary: str) -> int:
+    _to_tensorboard(args, name, result)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, f"{name}.json"), "w", encoding="utf-8") as fh:
