@@ -111,7 +111,7 @@ describe('dmfr CLI', () => {
     expect(summary.steps).toBeGreaterThan(0);
     expect(typeof summary.final_loss).toBe('number');
     for (const k of ['samples_per_s', 'steps_per_s', 'plan_wait_fraction', 'wire_rejected']) expect(summary).toHaveProperty(k);
-  }, 120_000);
+  }, 360_000);
 
   it.skipIf(!HAVE_PYTHON)('a failed run prints readable lines on stderr, and its JSON log lines to <out>/controller.log', async () => {
     const dir = tmp();
@@ -125,7 +125,7 @@ describe('dmfr CLI', () => {
     expect(r.stdout).toContain(`logs: ${join(out, 'controller.log')}, ${join(out, 'ranks.log')}`);
     const lines = readFileSync(join(out, 'controller.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.some((l) => l.msg === 'rank error' && /no-such-folder/.test(l.message))).toBe(true);
-  }, 120_000);
+  }, 360_000);
 
   it.skipIf(!HAVE_PYTHON)('a reused --out is refused (naming --resume and --force); --resume continues from the latest checkpoint; --force moves the old run aside; progress lines on a pipe', async () => {
     const root = tmp();
