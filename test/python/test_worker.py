@@ -215,6 +215,7 @@ def test_an_exception_is_reported_with_its_traceback(controller, tmp_path):
         assert proc.wait(60) == 1
     (error,) = s.of("error")
     assert error["type"] == "ValueError" and "r_missing" in error["message"] and "Traceback" in error["traceback"]
+    assert error["input_error"] is False  # not a ConfigError/DataError: a fault the service may retry
     assert bye.body["reason"] == "error"
 
 
