@@ -414,8 +414,6 @@ class RankLink:
                     sock.curve_serverkey = self.endpoints.curve_server_key.encode("ascii")
                     sock.curve_publickey, sock.curve_secretkey = public, secret
             control.setsockopt(zmq.IDENTITY, self.identity)
-            # libzmq drops a peer whose frame is over this before allocating it (ZMQ_MAXMSGSIZE)
-            control.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
             control.connect(self.endpoints.control)
             events.connect(self.endpoints.events)
             self._loop(control, events)
