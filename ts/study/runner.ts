@@ -49,12 +49,12 @@ function cudaDevices(): number {
 }
 
 /**
- * Cells at once: one per free GPU on a CUDA host; on a CPU host as many as the cores hold at the
+ * Cells at once: one per free GPU on a CUDA host (per train.nproc GPUs for multi-rank cells); on a CPU host as many as the cores hold at the
  * cells' rank count (bench/study_speed.ts measured 2 cells × 1 rank against 1 cell × 2 ranks on
  * 2 cores: docs/studies.md "Speed").
  */
 export function defaultParallel(config: RunConfig): number {
-  if (config.runtime.device === 'cuda') return Math.max(1, cudaDevices());
+  if (config.runtime.device === 'cuda') return Math.max(1, Math.floor(cudaDevices() / config.train.nproc));
   return Math.max(1, Math.floor(cpus().length / (config.train.nproc * config.runtime.threads_per_rank)));
 }
 
@@ -143,7 +143,11 @@ export class StudyRunner extends EventEmitter {
 
   private slotEnv(config: RunConfig, slot: number): Record<string, string> {
     const env = { ...(this.opts.env ?? {}) };
-    if (config.runtime.device === 'cuda' && this.parallel > 1 && !process.env.CUDA_VISIBLE_DEVICES) env.CUDA_VISIBLE_DEVICES = String(slot);
+    // One cell per free GPU (or per train.nproc GPUs): slot k sees devices k·nproc … k·nproc + nproc − 1.
+    if (config.runtime.device === 'cuda' && this.parallel > 1 && !process.env.CUDA_VISIBLE_DEVICES) {
+      const n = config.train.nproc;
+      env.CUDA_VISIBLE_DEVICES = Array.from({ length: n }, (_, i) => slot * n + i).join(',');
+    }
     return env;
   }
 
