@@ -68,9 +68,20 @@ class Embedder:
         return self.embed_tensor(to_tensor_batch(list(uint8_images), self.image_size), flip)
 
     def embed_paths(self, paths: Sequence[str | os.PathLike], flip: bool = False, batch_size: int = 64) -> np.ndarray:
-        """Image files → float32 [N, D], in `paths` order; a bad file raises DataError naming it."""
-        out = [self.embed_images([load_image(p) for p in paths[i:i + batch_size]], flip)
-               for i in range(0, len(paths), batch_size)]
+        """Image files → float32 [N, D], in `paths` order; a bad file raises DataError naming it.
+        Progress on stderr (dmfr/progress.py) when it takes more than one batch."""
+        from dmfr.progress import Progress
+
+        out = []
+        progress = Progress(len(paths), "embedding", unit="images") if len(paths) > batch_size else None
+        try:
+            for i in range(0, len(paths), batch_size):
+                out.append(self.embed_images([load_image(p) for p in paths[i:i + batch_size]], flip))
+                if progress is not None:
+                    progress.update(len(out[-1]))
+        finally:
+            if progress is not None:
+                progress.close()
         return np.concatenate(out) if out else np.zeros((0, self.feature_dim()), np.float32)
 
     def feature_dim(self) -> int:
