@@ -16,7 +16,7 @@ const USAGE = `usage: dmfr VERB [ARGS…]
   serve      the HTTP service: experiments, live metrics, checkpoints (${'`dmfr serve --help`'})
   exp        client verbs against a server: create, list, get, stop, pause, resume, logs
   join       start this host's ranks of a multi-node run (${'`dmfr join --help`'})
-  data, eval, analyze, model, export, embed, …
+  data, eval, analyze, model, export, embed, runs, …
              forwarded to \`python -m dmfr.cli VERB\`
 `;
 
