@@ -90,13 +90,24 @@ class Embedder:
     def embed_paths(self, paths: Sequence[str | os.PathLike], flip: bool = False, batch_size: int = 64,
                     keys: Sequence[str] | None = None) -> np.ndarray:
         """Image files → float32 [N, D], in `paths` order; a bad file raises DataError naming it.
-        `keys` (paths relative to the images root) find the landmarks of an aligned model."""
+        `keys` (paths relative to the images root) find the landmarks of an aligned model.
+        Progress on stderr (dmfr/progress.py) when it takes more than one batch."""
+        from dmfr.progress import Progress
+
         if keys is not None and self.preprocess is not None:
             self.preprocess.check_keys(keys, "the images to embed")
-        out = [self.embed_images([load_image(p) for p in paths[i:i + batch_size]], flip,
-                                 keys[i:i + batch_size] if keys is not None else None,
-                                 [os.fspath(p) for p in paths[i:i + batch_size]])
-               for i in range(0, len(paths), batch_size)]
+        out = []
+        progress = Progress(len(paths), "embedding", unit="images") if len(paths) > batch_size else None
+        try:
+            for i in range(0, len(paths), batch_size):
+                out.append(self.embed_images([load_image(p) for p in paths[i:i + batch_size]], flip,
+                                             keys[i:i + batch_size] if keys is not None else None,
+                                             [os.fspath(p) for p in paths[i:i + batch_size]]))
+                if progress is not None:
+                    progress.update(len(out[-1]))
+        finally:
+            if progress is not None:
+                progress.close()
         return np.concatenate(out) if out else np.zeros((0, self.feature_dim()), np.float32)
 
     def feature_dim(self) -> int:

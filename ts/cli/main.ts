@@ -18,7 +18,7 @@ const USAGE = `usage: dmfr VERB [ARGS…]
   exp        client verbs against a server: create, list, get, stop, pause, resume, logs
   join       start this host's ranks of a multi-node run (${'`dmfr join --help`'})
   study      designed experiments: run, report, status (${'`dmfr study --help`'})
-  data, eval, analyze, model, export, embed, …
+  data, eval, analyze, model, export, embed, runs, …
              forwarded to \`python -m dmfr.cli VERB\`
 `;
 

@@ -478,7 +478,9 @@ def pack(out_rec: str, samples: Sequence[tuple[int, bytes | Callable[[], bytes]]
                         f"record 0's float32 labels hold exactly")
     starts = np.searchsorted(labels, np.arange(k + 1)) + 1  # image keys start at 1
     sizes: dict[tuple[int, int], int] = {}
-    with RecordWriter(out_rec) as w:
+    from dmfr.progress import Progress
+
+    with RecordWriter(out_rec) as w, Progress(n, f"data pack {os.path.basename(out_rec)}", unit="images") as progress:
         w.write(0, pack_record([a, b], b"", 0, 1))
         for key, i in enumerate(order, 1):
             label, data = samples[i]
@@ -486,6 +488,7 @@ def pack(out_rec: str, samples: Sequence[tuple[int, bytes | Callable[[], bytes]]
             hw = image_bytes_size(data, f"sample {i} (label {label})")
             sizes[hw] = sizes.get(hw, 0) + 1
             w.write(key, pack_record(float(label), data, key, 0))
+            progress.update()
         for label in range(k):  # identities without images get an empty range
             w.write(a + label, pack_record([int(starts[label]), int(starts[label + 1])], b"", a + label, 0))
     h, wd = max(sizes, key=sizes.get)

@@ -235,9 +235,12 @@ def synthesize_folder(real: str, generator: str, deltas: list[float], out: str, 
         for s in range(0, len(paths), batch):
             total += read(paths[s:s + batch]).astype(np.float64).sum(0)
         mean = (total / len(paths)).astype(np.float32)
+    from dmfr.progress import Progress
+
     rng = np.random.default_rng(seed)
     os.makedirs(out, exist_ok=True)
     entries = []
+    progress = Progress(len(paths) * len(deltas), f"data synth {generator}", unit="images")
     for s in range(0, len(paths), batch):
         chunk = paths[s:s + batch]
         images = read(chunk)
@@ -250,6 +253,8 @@ def synthesize_folder(real: str, generator: str, deltas: list[float], out: str, 
                 os.makedirs(os.path.join(out, identity), exist_ok=True)
                 Image.fromarray(img).save(os.path.join(out, out_rel))
                 entries.append(manifest.ManifestEntry(out_rel, identity, rel, generator, float(d), float(strength)))
+            progress.update(len(chunk))
+    progress.close()
     manifest.write_manifest(out, entries)
     return entries
 

@@ -91,7 +91,12 @@ def embed_uint8_images(checkpoint: str, images: np.ndarray, device: str = "cpu",
     """Embed decoded RGB uint8 images (a .bin pack) in batches: image + flip, summed."""
     from dmfr.embed import Embedder
 
+    from dmfr.progress import Progress
+
     embedder = Embedder.from_checkpoint(checkpoint, device)
-    out = [embedder.embed_images(images[i:i + batch_size], flip=True)
-           for i in range(0, len(images), batch_size)]
+    out = []
+    with Progress(len(images), "embedding", unit="images") as progress:
+        for i in range(0, len(images), batch_size):
+            out.append(embedder.embed_images(images[i:i + batch_size], flip=True))
+            progress.update(len(out[-1]))
     return np.concatenate(out).astype(np.float32, copy=False)
