@@ -74,10 +74,11 @@ def test_fingerprint_is_hard_to_see_yet_a_pixel_probe_learns_it(name):
     plain = gen.apply(images[src], np.zeros(200), strength=0.0)
     fake = gen.apply(images[src], np.zeros(200), strength=1.0)
     db = np.mean([psnr(f, p) for f, p in zip(fake, plain)])
-    assert 35.0 < db < 45.0  # measured 37.8 (pose) and 38.6 (quality): a faint signature
+    assert 35.0 < db < 45.0  # measured 38.4 (pose) and 38.5 (quality): a faint signature
     acc = pixel_probe(images[real], fake, np.r_[ids[real], ids[src]])["accuracy"]
     # 120 held-out images: at accuracy p the binomial sd is sqrt(p(1-p)/120) ≤ 0.046, so chance
-    # (0.5) stays below 0.65 and the measured 0.93–0.96 above 0.85 by 3 sd or more.
+    # (0.5) stays below 0.65 and the measured 0.933 / 0.942 above 0.85 by 3 sd or more. The data,
+    # split and solver are fixed, so the result is the same on every run.
     assert acc > 0.85
     chance = pixel_probe(images[real], plain, np.r_[ids[real], ids[src]])["accuracy"]
     assert chance < 0.65

@@ -18,6 +18,8 @@ The resampling is scipy.ndimage.map_coordinates (cubic spline).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import ndimage
 
@@ -97,13 +99,19 @@ def source_columns(h: np.ndarray, m: np.ndarray, c: float, degrees: float, feath
     return out.astype(np.float32)
 
 
+@functools.lru_cache(maxsize=8)
+def _template_proxy(height: int, width: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The template's depth proxy, built once per image size (every aligned crop shares it)."""
+    return depth_proxy(template_landmarks(width, height), height, width)
+
+
 def turn(image: np.ndarray, degrees: float, landmarks: np.ndarray | None = None) -> np.ndarray:
     """float32 [H, W, 3] (0..255) turned by `degrees` of yaw → float32 [H, W, 3]."""
     if degrees == 0:
         return image
     hgt, wid = image.shape[:2]
     lm = template_landmarks(wid, hgt) if landmarks is None else landmarks
-    h, m, c = depth_proxy(lm, hgt, wid)
+    h, m, c = _template_proxy(hgt, wid) if landmarks is None else depth_proxy(lm, hgt, wid)
     feather = FEATHER * float(np.linalg.norm(lm[1] - lm[0]))
     sx = source_columns(h, m, c, degrees, feather)
     sy = np.broadcast_to(np.arange(hgt, dtype=np.float32)[:, None], sx.shape)
