@@ -88,14 +88,13 @@ def _check_size(size: int, budget: int, what: str, where: str) -> None:
                         f"that can genuinely hold at most {budget}: an expansion, not a pack")
 
 
-def _sizes_in(args) -> int:
-    """What a builtin constructor would build from these arguments: an int count (`bytes(n)`) or
-    a lazy range's length; anything else is already built, so already paid for."""
+def _sizes_in(name: str, args) -> int:
+    """What a builtin constructor would build from these arguments: the count of `bytes(n)` /
+    `bytearray(n)`, or the length of a lazy range it would expand; anything else is already built,
+    so already paid for (and `range`, `slice` themselves stay lazy)."""
     size = 0
     for a in args:
-        if isinstance(a, bool):
-            continue
-        if isinstance(a, int):
+        if isinstance(a, int) and not isinstance(a, bool) and name in ("bytes", "bytearray"):
             size = max(size, a)
         elif isinstance(a, range):
             size = max(size, len(a))
@@ -144,7 +143,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             return scalar
         if full_name.split(".")[0] in ("builtins", "__builtin__"):
             def builtin(*args, **kwargs):
-                _check_size(_sizes_in(args), budget, f"{name}{args!r:.60}", where)
+                _check_size(_sizes_in(name, args), budget, f"{name}{args!r:.60}", where)
                 return fn(*args, **kwargs)
             return builtin
         return fn  # numpy.dtype, _frombuffer (a view of bytes already read), _codecs.encode
