@@ -152,7 +152,7 @@ describe.skipIf(!HAVE_CHROMIUM || !HAVE_PYTHON)('dashboard', () => {
     const store = new ServiceStore(path.join(dir, 'dmfr.sqlite'));
     const bus = new EventBus();
     const supervisor = new Supervisor(store, bus, new DeviceScheduler('cpu', 1), controllerLauncher(silent), dir, silent);
-    const app = await buildApp({ context: { store, artifacts: new ArtifactStore(store.db), bus, supervisor, dataDir: dir, pythonJson: runPythonJson }, token: 'T0K' });
+    const app = await buildApp({ context: { store, artifacts: new ArtifactStore(store.db), bus, supervisor, dataDir: dir, dataRoots: [dir], pythonJson: runPythonJson }, token: 'T0K' });
     const runDir = path.join(dir, 'experiments', 'tok-1');
     store.createExperiment({ id: 'tok-1', name: 'token', config: loadConfig({ preset: 'quick' }), priority: 0, nproc: 1, maxRestarts: 0, runDir, checkpointPolicy: null });
     try {
