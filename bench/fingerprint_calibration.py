@@ -21,12 +21,13 @@ from dmfr.data import synth
 FACES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "faces")
 
 
-def photo_sets(size: int, lfw_people: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    return {
-        "ORL": read_photos(os.path.join(FACES, "orl"), size),
-        "LFW": read_photos(os.path.join(FACES, "lfw", "images"), size, box=LFW_TEMPLATE_BOX, per_identity=4,
-                           identities=lfw_people, min_images=2),
+def photo_sets(size: int, lfw_people: int, names: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    readers = {
+        "ORL": lambda: read_photos(os.path.join(FACES, "orl"), size),
+        "LFW": lambda: read_photos(os.path.join(FACES, "lfw", "images"), size, box=LFW_TEMPLATE_BOX,
+                                   per_identity=4, identities=lfw_people, min_images=2),
     }
+    return {name: readers[name]() for name in names}
 
 
 def calibrate(images: np.ndarray, ids: np.ndarray, generator: str, strength: float, seed: int = 0) -> dict:
@@ -49,12 +50,14 @@ def main() -> None:
     ap.add_argument("--strengths", type=float, nargs="+", default=[0, 0.5, 1, 2])
     ap.add_argument("--generators", nargs="+", default=sorted(synth.GENERATORS))
     ap.add_argument("--lfw-people", type=int, default=150)
+    ap.add_argument("--sets", nargs="+", choices=["ORL", "LFW"], default=["ORL", "LFW"])
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    sets = photo_sets(args.size, args.lfw_people)
+    sets = photo_sets(args.size, args.lfw_people, args.sets)
     print("| photos | images | generator | strength | PSNR vs strength 0 (dB) | probe accuracy (held out) | test images |")
     print("|---|---|---|---|---|---|---|")
-    for name, (images, ids) in sets.items():
+    for name in args.sets:
+        images, ids = sets[name]
         for gen in args.generators:
             for s in args.strengths:
                 r = calibrate(images, ids, gen, s, args.seed)
