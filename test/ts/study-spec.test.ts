@@ -50,6 +50,7 @@ describe('study spec', () => {
       expect(c.config.method.name).toBe(c.arm);
       expect(c.config.sampler.kind).toBe(c.arm); // the method picks its sampler, as in `dmfr run`
       expect(c.config.seed).toBe(c.seed);
+      expect(c.config.train.nproc).toBe(1); // the CPU host default: one rank per cell (quick sets 2)
     }
     // paired: the arms of one seed differ only in the method (and its sampler)
     const [mix0, , filter0] = cells;
@@ -77,6 +78,10 @@ pretrain: { method: real, steps: 30 }
     expect(f2.method.lambda_flt).toBe(2);
     expect(f2.head.m).toBe(0.3);
     expect(f2.train.checkpoint_every).toBe(5);
+    expect(f2.train.nproc).toBe(1);
+    // a spec that names train.nproc keeps it
+    const two = readStudySpec(specFile(TINY.replace('steps: 20 }', 'steps: 20, nproc: 2 }')));
+    expect(expandCells(two, (h) => h).map((c) => c.config.train.nproc)).toEqual([2, 2, 2, 2]);
     expect(f2.train.init).toBe(join('/cache', cells[3]!.pretrain!, 'checkpoints', 'step-00000030.pt'));
     expect(new Set(cells.map((c) => c.pretrain)).size).toBe(1); // one pretraining per seed
   });

@@ -55,8 +55,9 @@ function schemaAt(path: string): TSchema | null {
   let schema: TSchema = RunConfig;
   for (const part of path.split('.')) {
     if (schema[Kind] !== 'Object') return null;
-    schema = (schema.properties as Record<string, TSchema>)[part];
-    if (!schema) return null;
+    const next = (schema.properties as Record<string, TSchema>)[part];
+    if (!next) return null;
+    schema = next;
   }
   return schema;
 }
@@ -268,17 +269,34 @@ function baseOptions(spec: StudySpec) {
   return { preset: spec.base.preset, file: spec.base.config };
 }
 
+/**
+ * On a CPU host a study trains each cell on one rank (and several cells at once, ts/study/runner.ts
+ * defaultParallel) unless the spec or its config file sets train.nproc: bench/study_speed.ts
+ * measured 2 cells × 1 rank finishing the tiny study 1.76× sooner than 1 cell × 2 ranks on 2 cores
+ * (docs/studies.md "Speed").
+ */
+export const CPU_CELL_NPROC = 1;
+
+function setsNproc(spec: StudySpec, layers: ConfigLayer[]): boolean {
+  const fromFile = spec.base.config ? (readConfigFile(spec.base.config).train as ConfigLayer | undefined)?.nproc : undefined;
+  return fromFile !== undefined || layers.some((l) => (l.train as ConfigLayer | undefined)?.nproc !== undefined);
+}
+
+/** loadConfig over the spec's layers, with the CPU host default for train.nproc (above). */
+function resolveCell(spec: StudySpec, layers: Array<{ source: string; value: ConfigLayer }>): RunConfig {
+  const config = loadConfig({ ...baseOptions(spec), layers });
+  if (config.runtime.device !== 'cpu' || config.train.nproc === CPU_CELL_NPROC || setsNproc(spec, layers.map((l) => l.value))) return config;
+  return loadConfig({ ...baseOptions(spec), layers: [{ source: 'study: CPU default train.nproc', value: { train: { nproc: CPU_CELL_NPROC } } }, ...layers] });
+}
+
 /** The pretraining cell of one seed: base + pretrain overrides + the seed. */
 export function pretrainCell(spec: StudySpec, seed: number): CellSpec | null {
   if (!spec.pretrain) return null;
-  const config = loadConfig({
-    ...baseOptions(spec),
-    layers: [
-      { source: `${spec.file}: base`, value: spec.base.layer },
-      { source: `${spec.file}: pretrain`, value: spec.pretrain },
-      { source: `${spec.file}: seeds`, value: { seed } },
-    ],
-  });
+  const config = resolveCell(spec, [
+    { source: `${spec.file}: base`, value: spec.base.layer },
+    { source: `${spec.file}: pretrain`, value: spec.pretrain },
+    { source: `${spec.file}: seeds`, value: { seed } },
+  ]);
   return { hash: configHash(config), arm: 'pretrain', levels: {}, seed, config, pretrain: null };
 }
 
@@ -302,7 +320,7 @@ export function expandCells(spec: StudySpec, pretrainDir: (hash: string) => stri
           { source: `${spec.file}: seeds`, value: { seed } },
         ];
         if (pre) layers.push({ source: `${spec.file}: pretrain`, value: { train: { init: finalCheckpoint(pretrainDir(pre.hash), pre.config.train.steps) } } });
-        const config = loadConfig({ ...baseOptions(spec), layers });
+        const config = resolveCell(spec, layers);
         cells.push({ hash: configHash(config), arm: arm.name, levels, seed, config, pretrain: pre?.hash ?? null });
       }
     }

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from dmfr.checkpoint import atomic_write, load_checkpoint
 from dmfr.errors import DataError
 from dmfr.eval.roc import far_label, tar_at_far
 
@@ -45,6 +44,8 @@ class _Features:
         path = self.cache_dir / f"features-{name}-{self.checkpoint.stem}.npy"
         if path.exists():
             return np.load(path, allow_pickle=False)
+        from dmfr.checkpoint import atomic_write
+
         feats = np.asarray(compute(), dtype=np.float32)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda f: np.save(f, feats, allow_pickle=False))
@@ -159,6 +160,8 @@ def _thin(curve: dict) -> dict:
 
 def evaluate_cell(run_dir: str | os.PathLike, checkpoint: str | os.PathLike, spec: dict) -> dict:
     """`spec`: the study's eval section (protocols, fars, verification, templates, similarity)."""
+    from dmfr.checkpoint import load_checkpoint
+
     run_dir, checkpoint = Path(run_dir), Path(checkpoint)
     config = load_checkpoint(checkpoint)["config"]
     feats = _Features(checkpoint, run_dir / "eval")
@@ -186,5 +189,12 @@ def evaluate_cell(run_dir: str | os.PathLike, checkpoint: str | os.PathLike, spe
 
 
 def write_json(path: str | os.PathLike, value) -> None:
-    text = json.dumps(value, indent=1, allow_nan=False)
-    atomic_write(Path(path), lambda f: f.write(text.encode()))
+    """Strict JSON (no NaN), written to a temp file, fsynced and renamed over `path`; no torch
+    import, so the report stays quick to start."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(value, fh, indent=1, allow_nan=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
