@@ -71,7 +71,7 @@ async function studyReport(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('expected one study directory');
   const dir = resolve(positionals[0]!);
   const counts = cellCounts(dir);
-  const r = (await runPythonJson(['study-tools', 'report', dir])) as { report: string; table: string; sentences: string[] };
+  const r = (await runPythonJson(['study-tools', 'report', dir])).result as { report: string; table: string; sentences: string[] };
   if (values.json) {
     printReport(r);
     process.stdout.write(`${JSON.stringify({ ...counts, report: r.report })}\n`);

@@ -130,7 +130,7 @@ export class StudyRunner extends EventEmitter {
 
   /** report.json, report.md and figures from the stored metrics (Python, no training). */
   report(): Promise<{ report: string; table: string; sentences: string[] }> {
-    return runPythonJson(['study-tools', 'report', this.outDir]) as Promise<{ report: string; table: string; sentences: string[] }>;
+    return runPythonJson(['study-tools', 'report', this.outDir]).then((r) => r.result as { report: string; table: string; sentences: string[] });
   }
 
   private async pool<T>(items: T[], work: (item: T, slot: number) => Promise<void>): Promise<void> {

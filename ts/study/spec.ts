@@ -55,7 +55,7 @@ function schemaAt(path: string): TSchema | null {
   let schema: TSchema = RunConfig;
   for (const part of path.split('.')) {
     if (schema[Kind] !== 'Object') return null;
-    const next = (schema.properties as Record<string, TSchema>)[part];
+    const next: TSchema | undefined = (schema.properties as Record<string, TSchema>)[part];
     if (!next) return null;
     schema = next;
   }

@@ -1,11 +1,12 @@
 """`python -m dmfr.cli study-tools eval-cell|report`: the Python half of `dmfr study` (the
 TypeScript control plane, ts/study/, owns the study; Python only evaluates and computes the
-report). Each verb prints its result as one JSON line on stdout. docs/studies.md."""
+report). Each verb prints its result as one compact JSON line on stdout (dmfr/cli/_output.py). docs/studies.md."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from dmfr.cli._output import emit_json
 from dmfr.errors import DataError
 
 
@@ -33,7 +34,7 @@ def run_eval_cell(args) -> int:
     out = Path(args.run_dir) / "eval" / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, result)
-    print(json.dumps({"metrics": str(out), "n": len(result["metrics"])}))
+    emit_json({"metrics": str(out), "n": len(result["metrics"])})
     return 0
 
 
@@ -41,5 +42,5 @@ def run_report(args) -> int:
     from dmfr.analysis.study_report import summary_line, write_report
 
     report = write_report(args.study_dir)
-    print(json.dumps(summary_line(Path(args.study_dir), report)))
+    emit_json(summary_line(Path(args.study_dir), report))
     return 0
