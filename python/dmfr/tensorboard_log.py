@@ -7,17 +7,20 @@ method's loss terms (the same nesting as the metrics records), `lr`, `throughput
 `time/step_time_s`, `time/plan_wait_s`; evaluation results as `eval/<protocol>/<name>` at the step
 of the checkpoint they evaluated (dmfr.cli.eval).
 
-SummaryWriter only queues each value: its EventFileWriter thread serialises and writes them, so
-the training loop never waits on the file system.
+Rank 0 hands each metrics body to a thread of its own (RunScalars), which imports TensorBoard and
+feeds SummaryWriter (whose EventFileWriter thread writes the files), so the training loop never
+waits on either.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
 
 from dmfr.errors import ConfigError
 
+log = logging.getLogger("dmfr.tensorboard")
 DIR_NAME = "tensorboard"
 
 
@@ -31,12 +34,36 @@ def _summary_writer(log_dir: Path, purge_step: int | None):
 
 
 class RunScalars:
-    """Scalars of one run. `resume_step`: the steps completed at a resume; TensorBoard then drops
-    the earlier attempt's values past it (purge_step), so a resumed run shows one curve."""
+    """Scalars of one run, written by a thread of its own: `metrics` only queues the body, and
+    importing TensorBoard (seconds on a busy host) happens on that thread too, so neither the
+    training loop nor the rank's first steps wait for it. `resume_step`: the steps completed at a
+    resume; TensorBoard then drops the earlier attempt's values past it (purge_step), so a resumed
+    run shows one curve."""
 
     def __init__(self, run_dir: str | os.PathLike, resume_step: int = 0):
+        import importlib.util
+        import queue
+        import threading
+
+        if importlib.util.find_spec("tensorboard") is None:  # fail up front, cheaply
+            raise ConfigError("train.tensorboard is on but the `tensorboard` package is not installed "
+                              "(requirements.txt); install it or set train.tensorboard=false")
         self.log_dir = Path(run_dir) / DIR_NAME
-        self.writer = _summary_writer(self.log_dir, resume_step + 1 if resume_step > 0 else None)
+        self._purge_step = resume_step + 1 if resume_step > 0 else None
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.writer = None
+        self._thread = threading.Thread(target=self._run, name="dmfr-tensorboard", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.writer = _summary_writer(self.log_dir, self._purge_step)
+        except Exception as exc:  # noqa: BLE001 - never fail the training over its event files
+            log.error("TensorBoard event files disabled: %s", exc)
+            return
+        while (body := self._queue.get()) is not None:
+            self._write(body)
+        self.writer.close()  # flushes and ends SummaryWriter's own writer thread
 
     def _scalar(self, tag: str, value, step: int) -> None:
         if value is not None and math.isfinite(value):
@@ -44,6 +71,9 @@ class RunScalars:
 
     def metrics(self, body: dict) -> None:
         """One `metrics` message body (docs/protocol.md): `step` is the steps completed."""
+        self._queue.put(body)
+
+    def _write(self, body: dict) -> None:
         step = int(body["step"])
         self._scalar("loss", body.get("loss"), step)
         for name, value in (body.get("terms") or {}).items():
@@ -53,8 +83,10 @@ class RunScalars:
         self._scalar("time/step_time_s", body.get("step_time_s"), step)
         self._scalar("time/plan_wait_s", body.get("plan_wait_s"), step)
 
-    def close(self) -> None:
-        self.writer.close()  # flushes the queue and ends the writer thread
+    def close(self, timeout_s: float = 120.0) -> None:
+        """Writes what is queued and closes the files (waits at most `timeout_s`)."""
+        self._queue.put(None)
+        self._thread.join(timeout_s)
 
 
 def write_evaluation(run_dir: str | os.PathLike, step: int, protocol: str, values: dict[str, float]) -> Path:

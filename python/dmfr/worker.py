@@ -193,7 +193,7 @@ def run_with_controller(run_dir: str | None) -> int:
         body, buffers = _ready_body(rank, dataset, start_step)
         link.send("ready", body, buffers)
         if rank == 0 and run_dir and config["train"].get("tensorboard", True):
-            from dmfr.tensorboard_log import RunScalars  # after `ready`: importing it takes a while
+            from dmfr.tensorboard_log import RunScalars  # starts its own thread; returns at once
 
             scalars = RunScalars(run_dir, resume_step=start_step)
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../ts/controller/launch.ts';
 import Database from 'better-sqlite3';
-import { HAVE_PYTHON } from './helpers.ts';
+import { HAVE_PYTHON, pythonJson } from './helpers.ts';
 
 interface Result {
   code: number | null;
@@ -175,7 +175,7 @@ describe('dmfr CLI', () => {
     // 3. --resume with a changed config: an error naming the changed keys.
     const changed = await dmfr(['run', '--preset', 'quick', '--steps', '3000', '--set', 'train.checkpoint_every=5', '--set', 'optim.lr=0.05', '--out', out, '--resume'], { env: quiet });
     expect(changed.code).toBe(2);
-    expect(changed.stderr).toMatch(/the config differs from run \S+'s in optim\.lr, optim\.milestones, train\.steps;/) // milestones follow the steps;
+    expect(changed.stderr).toMatch(/the config differs from run \S+'s in optim\.lr, optim\.milestones, train\.steps;/); // milestones follow the steps
     expect(runsIn(out)).toEqual(firstRuns);
 
     // 4. --resume without config flags: the stored config, from the latest checkpoint on.
@@ -198,6 +198,23 @@ describe('dmfr CLI', () => {
     expect(runsIn(moved)).toEqual(both);
     expect(runsIn(out)).toHaveLength(1);
     expect(readdirSync(join(out, 'checkpoints'))).toContain('step-00000003.pt');
-    expect(existsSync(join(moved, 'checkpoints', latest.file))).toBe(true);
-  }, 600_000); // three real runs; torch's start-up alone takes a minute on a loaded 2-core host
+    // (the resume's own checkpoints replaced the older ones there: keep_last 3)
+    expect(readdirSync(join(moved, 'checkpoints')).filter((f) => /^step-\d{8}\.pt$/.test(f)).length).toBeGreaterThan(0);
+
+    // 6. The new run's metrics, where tools read them: `dmfr runs metrics` (terms nested, steps
+    // completed) and TensorBoard's event files, read back with TensorBoard's own reader.
+    const exported = await dmfr(['runs', 'metrics', out], { env: quiet });
+    expect(exported.code, exported.stderr).toBe(0);
+    const records = exported.stdout.trim().split('\n').map((l) => JSON.parse(l) as { step: number; loss: number; terms: Record<string, number> });
+    expect(records.map((r) => r.step)).toEqual([1, 2, 3]);
+    expect(records.every((r) => typeof r.terms.L_cls === 'number')).toBe(true);
+    const scalars = pythonJson<Record<string, [number, number][]>>(
+      `import json; from dmfr.tensorboard_log import read_scalars; print(json.dumps(read_scalars(${JSON.stringify(join(out, 'tensorboard'))})))`,
+    );
+    expect(scalars.loss!.map(([step]) => step)).toEqual([1, 2, 3]);
+    // event files hold float32: the exported float64 loss rounds to the same float32
+    expect(scalars.loss!.map(([, v]) => v)).toEqual(records.map((r) => Math.fround(r.loss)));
+    expect(Object.keys(scalars)).toEqual(expect.arrayContaining(['terms/L_cls', 'lr', 'throughput/samples_per_s']));
+    expect(existsSync(join(moved, 'tensorboard'))).toBe(true); // the old run's event files moved with it
+  }, 900_000); // three real runs; torch's start-up alone takes a minute on a loaded 2-core host
 });

@@ -26,7 +26,7 @@ describe.skipIf(!HAVE_PYTHON)('dmfr run end to end (2 ranks, CPU)', () => {
     const pending: Promise<void>[] = [];
     controller.on('metrics', (m: MetricsEvent) => {
       seen.set(m.step, (seen.get(m.step) ?? 0) + 1);
-      losses[m.step] = m.loss!;
+      losses[m.step - 1] = m.loss!; // m.step counts steps completed: 1 … STEPS
       if (m.step === 10 && !attacked) {
         attacked = true;
         pending.push(attack(controller.endpoints, controller.runId));
@@ -61,7 +61,7 @@ describe.skipIf(!HAVE_PYTHON)('dmfr run end to end (2 ranks, CPU)', () => {
     expect(run.state).toBe('completed');
     expect(JSON.parse(run.summary_json!)).toEqual(summary);
     const rows = db.prepare("SELECT step, value FROM metrics WHERE run_id = ? AND name = 'loss' ORDER BY step").all(summary.run_id) as Array<{ step: number; value: number }>;
-    expect(rows.map((r) => r.step)).toEqual([...Array(STEPS).keys()]);
+    expect(rows.map((r) => r.step)).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
     expect(rows.map((r) => r.value)).toEqual(losses);
     expect(rows.at(-1)!.value).toBe(summary.final_loss);
     const states = db.prepare('SELECT from_state, to_state FROM transitions WHERE run_id = ? ORDER BY id').all(summary.run_id);

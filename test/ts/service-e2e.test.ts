@@ -122,7 +122,7 @@ describe.skipIf(!HAVE_PYTHON)('dmfr serve end to end', () => {
     const logs = await cli('logs', exp.id, '--follow');
     expect(logs.code).toBe(0); // COMPLETED
     expect(logs.out).toMatch(/state STOPPING_COMPLETED → COMPLETED/);
-    expect(logs.out).toMatch(/step 9 loss/);
+    expect(logs.out).toMatch(/step 10 loss/); // the last of 10 steps, counted as steps completed
     const list = await cli('list', '--json');
     expect(JSON.parse(list.out).map((e: { id: string }) => e.id)).toEqual([exp.id]);
     const get = await cli('get', exp.id, '--json');
