@@ -77,10 +77,10 @@ def test_fp16_resume_restores_the_scaler_and_continues_bitwise(tmp_path):
     whole = Trainer(config, ds, checkpoint_dir=tmp_path / "a")
     whole.run(local_plans(config, ds.labels, 0, 1), on_checkpoint=lambda *a: saved.append(a),
               on_step=lambda k: scales.setdefault(k, whole.scaler.state_dict()))
-    assert [s[0] for s in saved] == [7, 11]
+    assert [s[0] for s in saved] == [8, 12]  # steps completed (docs/protocol.md, "Step numbering")
     state = load_checkpoint(saved[0][1])
     assert state["step"] == 8
-    assert state["scaler"] == scales[7]
+    assert state["scaler"] == scales[7]  # on_step gets the 0-based index: the 8th step is index 7
     assert state["scaler"]["scale"] < 65536 and state["scaler"]["_growth_tracker"] > 0
 
     resumed = Trainer(config, ds, checkpoint_dir=tmp_path / "b")
