@@ -111,7 +111,7 @@ def test_term_norms_come_every_term_grad_norm_every_steps_and_those_steps_are_lo
                       np.stack([p[2] for p in plans]))
     logged = []
     trainer.run(iter([chunk]), on_metrics=logged.append)
-    assert [s.step for s in logged] == [1, 2, 3, 5]  # every 2nd step, and the 3rd and 6th
+    assert [s.step for s in logged] == [2, 3, 4, 6]  # steps completed: every 2nd step, and the 3rd and 6th
     with_terms = [s.step for s in logged if "grad_norm_L_flt" in s.terms and "grad_norm_L_cls" in s.terms]
-    assert with_terms == [2, 5]
+    assert with_terms == [3, 6]
     assert all("grad_norm" in s.terms for s in logged)

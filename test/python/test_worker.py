@@ -178,8 +178,8 @@ def test_worker_resumes_past_a_truncated_newest_checkpoint(controller, tmp_path)
         bye = s.drain_events("bye")
         assert proc.wait(60) == 0
         log = proc.stderr.read()
-    assert bye.body["reason"] == "completed" and bye.body["last_step"] == 5
-    assert [m["step"] for m in s.of("metrics")] == [2, 3, 4, 5]
+    assert bye.body["reason"] == "completed" and bye.body["last_step"] == 5  # bye: a 0-based index
+    assert [m["step"] for m in s.of("metrics")] == [3, 4, 5, 6]  # steps completed
     assert f"resume skips {newest}: {newest}: corrupt, truncated or not a checkpoint" in log
     assert f"resuming from {checkpoints / 'step-00000002.pt'} instead of {newest}" in log
     assert not list(checkpoints.glob(".*.tmp"))

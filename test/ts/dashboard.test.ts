@@ -113,7 +113,7 @@ describe.skipIf(!HAVE_CHROMIUM || !HAVE_PYTHON)('dashboard', () => {
     const page = await open(`/ui/experiments/${exp.id}`);
     await page.waitForFunction(() => document.querySelector('#roc')?.getAttribute('data-curves') === '1', undefined, { timeout: 15_000 });
     const stored = await client.metrics(exp.id);
-    const storedPoints = Object.entries(stored).filter(([n]) => isLossTerm(n)).reduce((s, [, pts]) => s + pts.length, 0);
+    const storedPoints = Object.entries(stored).filter(([n]) => isLossTerm(n.replace(/^terms\./, ''))).reduce((s, [, pts]) => s + pts.length, 0);
     expect(Number(await page.locator('#curves').getAttribute('data-points'))).toBe(storedPoints);
     expect(await page.locator('#state').textContent()).toBe('COMPLETED');
     expect(await page.locator('#progress .progress').getAttribute('data-done')).toBe(String(summary.steps));

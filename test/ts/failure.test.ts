@@ -39,7 +39,7 @@ describe.skipIf(!HAVE_PYTHON)('supervision (2 ranks, CPU)', () => {
     // Whoever noticed first — the controller seeing the process gone, rank 0's failed collective,
     // or torchrun's exit report — the cause names rank 1 and its pid first.
     expect(summary.cause).toMatch(new RegExp(`^(torchrun [^:]*: )?rank 1 \\(pid ${victim}\\) (exited without saying bye|exitcode -9: Signal 9 \\(SIGKILL\\))`));
-    expect(summary.steps).toBeGreaterThanOrEqual(6);
+    expect(summary.steps).toBeGreaterThanOrEqual(5); // killed once 5 steps had completed
     expect(summary.steps).toBeLessThan(5000);
     expect(tookS).toBeLessThan(30);
     expect(new Set(pids).size).toBeGreaterThanOrEqual(3);

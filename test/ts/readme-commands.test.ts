@@ -17,6 +17,7 @@ import { expOptions } from '../../ts/cli/exp.ts';
 import { joinOptions } from '../../ts/cli/join.ts';
 import { runOptions } from '../../ts/cli/run.ts';
 import { serveOptions } from '../../ts/cli/serve.ts';
+import { studyOptions } from '../../ts/cli/study.ts';
 import { parseCommandLine } from '../../ts/cli/usage.ts';
 import { REPO_ROOT } from '../../ts/controller/launch.ts';
 import { HAVE_PYTHON, PYTHON } from './helpers.ts';
@@ -33,7 +34,7 @@ interface Command {
 }
 
 /** The TypeScript verbs' options; `--help`/`-h` of every verb is answered by ts/cli/main.ts. */
-const TS_VERBS: Record<string, Options> = { run: runOptions(), serve: serveOptions(), exp: expOptions(), join: joinOptions() };
+const TS_VERBS: Record<string, Options> = { run: runOptions(), serve: serveOptions(), exp: expOptions(), join: joinOptions(), study: studyOptions() };
 
 /** Shell words: whitespace-separated, with '…' and "…" quoting (enough for the docs' commands). */
 function shellWords(line: string): string[] {

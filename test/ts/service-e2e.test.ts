@@ -230,7 +230,7 @@ describe.skipIf(!HAVE_PYTHON)('dmfr serve end to end', () => {
     expect(lost.said()).toContain('experiment exp-nope: 404 not_found: experiment exp-nope does not exist');
     await live.done;
     expect(live.states().at(-1)).toBe('COMPLETED');
-    expect(live.events.filter((e) => e.kind === 'metrics').map((e) => e.data.step)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect(live.events.filter((e) => e.kind === 'metrics').map((e) => e.data.step)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1)); // steps completed, 1 … 20
     expect(await node1.exit).toBe(0);
   });
 

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../ts/controller/launch.ts';
+import { runPids } from '../../ts/controller/processes.ts';
 import { checkpointStep, latestCheckpoint, type CellRecord, type StudyFile } from '../../ts/study/state.ts';
 import { HAVE_PYTHON } from './helpers.ts';
 
@@ -66,6 +67,18 @@ describe.skipIf(!HAVE_PYTHON)('dmfr study run (tiny spec)', () => {
       const step = checkpointStep(latestCheckpoint(join(out, 'cells', training.hash)));
       if (step >= 5 && step < 20) {
         killed = { hash: training.hash, step, evaluated };
+        // A crash takes the host's processes down with the study, ranks included. Left alive, the
+        // orphaned ranks would finish the steps already planned for them (a 20-step cell fits in
+        // their plan credit) before the re-run ends them, leaving nothing to resume.
+        const cellFile = join(out, 'cells', training.hash, 'cell.json');
+        const runs = existsSync(cellFile) ? readJson<CellRecord>(cellFile).runs : [];
+        for (const pid of runs.flatMap((r) => runPids(r))) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
         child.kill('SIGKILL');
       }
     });

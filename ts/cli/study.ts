@@ -22,12 +22,17 @@ function printReport(r: { table: string; sentences: string[]; report: string }):
   process.stderr.write(`${r.table}\n\n${r.sentences.map((s) => `- ${s}`).join('\n')}\n\n${r.report}\n`);
 }
 
-async function studyRun(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommandLine(argv, {
+/** The flags of `dmfr study run` (`report` and `status` take a subset; test/ts/readme-commands.test.ts
+ *  checks the docs against them). */
+export const studyOptions = () =>
+  ({
     out: { type: 'string' },
     parallel: { type: 'string' },
     json: { type: 'boolean', default: false },
-  });
+  }) as const;
+
+async function studyRun(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandLine(argv, studyOptions());
   if (positionals.length !== 1) throw new UsageError(`expected one spec file, got ${positionals.length ? positionals.join(' ') : 'none'}`);
   const spec = readStudySpec(positionals[0]!);
   const runner = new StudyRunner({ spec, outDir: values.out, parallel: positiveInt('--parallel', values.parallel) });

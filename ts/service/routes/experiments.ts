@@ -55,7 +55,9 @@ export const experimentRoutes: FastifyPluginAsyncTypebox<ServiceContext> = async
       }
       throw e;
     }
-    const bad = unrepresentable(config, '');
+    // train.steps first: the milestones derive from it (optim.milestone_fractions), so a bad
+    // step count is named as itself, not as the milestone it produced.
+    const bad = unrepresentable(config.train.steps, 'train.steps') ?? unrepresentable(config, '');
     if (bad) throw new ApiError(400, 'invalid_config', bad);
     const id = newId();
     const row = supervisor.create({
