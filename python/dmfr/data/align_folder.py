@@ -19,13 +19,12 @@ failed run leaves nothing half-written.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
 
 import numpy as np
 
 from dmfr.errors import DataError
+from dmfr.data.staging import staged_folder
 
 _detector = None
 
@@ -102,11 +101,8 @@ def align_folder(src: str, out: str, image_size: int = 112, fallback: str = "mea
     mean = np.mean(good, axis=0) if good else None
     if fallback == "mean" and missed and mean is None:
         raise DataError(f"{src}: no face found in any of its {len(keys)} images")
-    parent = os.path.dirname(os.path.abspath(out)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.", dir=parent)
     lines, report_lines, written = [], [], 0
-    try:
+    with staged_folder(out) as tmp:
         for key, (lm, err) in zip(keys, found):
             if err:
                 report_lines.append(f"{os.path.join(src, key)}: unreadable, left out: {err}")
@@ -129,12 +125,6 @@ def align_folder(src: str, out: str, image_size: int = 112, fallback: str = "mea
             fh.write("".join(ln + "\n" for ln in lines))
         with open(os.path.join(tmp, "align-report.txt"), "w", encoding="utf-8") as fh:
             fh.write("".join(ln + "\n" for ln in report_lines))
-        if os.path.isdir(out):
-            os.rmdir(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for ln in report_lines:
         print(ln, file=report)
     return {"images": len(keys), "aligned": written, "faces_found": len(good), "no_face": len(missed),

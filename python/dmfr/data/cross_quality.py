@@ -23,12 +23,12 @@ import csv
 import io
 import os
 import shutil
-import tempfile
 
 import numpy as np
 from PIL import Image
 
 from dmfr.errors import DataError
+from dmfr.data.staging import staged_folder
 
 FULL_WELL = 3000.0  # photons at white: a small phone-class pixel
 READ_NOISE = 3.0  # electrons (photons) RMS
@@ -115,10 +115,7 @@ def build_cross_quality(images: str, pairs_file: str, folds: list[int], out: str
     if os.path.exists(out) and os.listdir(out):
         raise DataError(f"{out}: already exists and is not empty; give a new folder")
     rng = np.random.default_rng(seed)
-    parent = os.path.dirname(os.path.abspath(out)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", dir=parent)
-    try:
+    with staged_folder(out) as tmp:
         lines, rows, copied = [], [], set()
         for k, (a, b, same) in enumerate(pairs.pairs):
             if pairs.fold_of(k) + 1 not in folds:
@@ -161,10 +158,4 @@ def build_cross_quality(images: str, pairs_file: str, folds: list[int], out: str
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-        if os.path.isdir(out):
-            os.rmdir(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"pairs": len(lines), "folds": folds, "degraded_images": len(rows), "out": out}

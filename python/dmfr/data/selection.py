@@ -136,27 +136,16 @@ def link_selection(src: str, out: str, select: dict) -> Selection:
     """`dmfr data select`: the selected identities of folder `src` as folder `out` of symbolic
     links (`out/identity/image` → the source file), for tools that take a folder rather than a
     config (`dmfr data synth`). Built in a temporary folder beside `out`, then renamed."""
-    import shutil
-    import tempfile
-
     from dmfr.data.folder import scan_folder
+    from dmfr.data.staging import staged_folder
 
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise DataError(f"{out}: already exists and is not an empty folder; give a new folder")
     names, samples, _ = scan_folder(src)
     sel = select_samples(names, samples, select, src)
-    parent = os.path.dirname(os.path.abspath(out)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.", dir=parent)
-    try:
+    with staged_folder(out) as tmp:
         for name in sel.names:
             os.mkdir(os.path.join(tmp, str(name)))
         for rel, _ in sel.samples:
             os.symlink(os.path.abspath(os.path.join(src, rel)), os.path.join(tmp, rel))
-        if os.path.isdir(out):
-            os.rmdir(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return sel

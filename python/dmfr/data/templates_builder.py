@@ -20,12 +20,11 @@ The three files are written into a temporary folder beside --out and renamed int
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
 from dmfr.errors import DataError
+from dmfr.data.staging import staged_folder
 
 
 def _manifest_attributes(root: str) -> tuple[list[str], dict[str, dict[str, float]]]:
@@ -85,10 +84,7 @@ def build_templates(root: str, out: str, impostors: int = 10, seed: int = 0) -> 
         for j in rng.choice(len(others), size=min(impostors, len(others)), replace=False):
             pairs.append((gallery[lab], probe[others[j]], 0))
     columns, attrs = _manifest_attributes(root)
-    parent = os.path.dirname(os.path.abspath(out)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.", dir=parent)
-    try:
+    with staged_folder(out) as tmp:
         with open(os.path.join(tmp, "media.txt"), "w", encoding="utf-8") as fh:
             fh.write("".join(f"{rel} {t} {m}\n" for rel, t, m in media))
         with open(os.path.join(tmp, "pairs.txt"), "w", encoding="utf-8") as fh:
@@ -102,11 +98,5 @@ def build_templates(root: str, out: str, impostors: int = 10, seed: int = 0) -> 
                         raise DataError(f"{os.path.join(root, rel)}: not in {root}'s manifest.jsonl, so it has no "
                                         f"{columns[0]} attribute")
                     fh.write(f"{rel},{row[columns[0]]:g}\n")
-        if os.path.isdir(out):
-            os.rmdir(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"identities": len(enrolled), "templates": 2 * len(enrolled), "images": len(media),
             "pairs": len(pairs), "genuine": len(enrolled), "attributes": columns}
