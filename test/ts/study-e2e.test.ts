@@ -103,8 +103,9 @@ describe.skipIf(!HAVE_PYTHON)('dmfr study run (tiny spec)', () => {
     const db = new Database(join(out, 'cells', k.hash, 'dmfr.sqlite'), { readonly: true });
     const firstStep = db.prepare('SELECT MIN(step) AS s FROM metrics WHERE run_id = ?').get(killedCell.runs[1]) as { s: number };
     db.close();
-    // step-N.pt holds steps 0 … N−1: the resumed run trained only the steps after the checkpoint
-    expect(firstStep.s).toBe(from);
+    // step-N.pt is the state after N completed steps: the resumed run's first logged step is
+    // N + 1 (steps completed, docs/protocol.md "Step numbering"), nothing before it retrained
+    expect(firstStep.s).toBe(from + 1);
     for (const [hash, mtime] of evaluatedMtime) {
       expect(readJson<CellRecord>(join(out, 'cells', hash, 'cell.json')).runs).toHaveLength(1); // not retrained
       expect(statSync(join(out, 'cells', hash, 'eval', 'metrics.json')).mtimeMs).toBe(mtime); // not re-evaluated
