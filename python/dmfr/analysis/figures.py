@@ -139,16 +139,19 @@ def plot_loss_curves(runs: dict, out_prefix: str) -> list[str]:
     return _save(fig, out_prefix, data)
 
 
-def plot_roc_curves(curves: dict, out_prefix: str) -> list[str]:
-    """Fig. 6 (right): TAR against FAR (log axis) per model, from `dmfr eval templates` results."""
+def plot_roc_curves(curves: dict, out_prefix: str, title: str | None = None, ylabel: str = "TAR") -> list[str]:
+    """Fig. 6 (right): TAR against FAR (log axis) per model, from `dmfr eval templates` results
+    (or a study's mean curves per arm)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for name, c in curves.items():
         ax.plot(c["far"], c["tar"], label=name, lw=1.3)
     ax.set_xscale("log")
     ax.set_xlabel("FAR")
-    ax.set_ylabel("TAR")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1)
+    if title:
+        ax.set_title(title)
     ax.grid(True, which="both", lw=0.3)
     ax.legend(fontsize=8, loc="lower right")
     return _save(fig, out_prefix, curves)

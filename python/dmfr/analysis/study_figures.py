@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dmfr.analysis.figures import _pyplot, _save
+from dmfr.analysis.figures import _pyplot, _save, plot_roc_curves
 
 
 def _err(d: dict) -> float:
@@ -44,18 +44,7 @@ def plot_tar_intervals(report: dict, protocol: str, metrics: list[str], out_pref
 
 
 def plot_mean_roc(curves: dict, title: str, out_prefix: str) -> list[str]:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    for name, c in curves.items():
-        ax.plot(c["far"], c["tar"], label=name, lw=1.3)
-    ax.set_xscale("log")
-    ax.set_xlabel("FAR")
-    ax.set_ylabel("TAR (mean over seeds)")
-    ax.set_ylim(0, 1)
-    ax.set_title(title)
-    ax.grid(True, which="both", lw=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    return _save(fig, out_prefix, curves)
+    return plot_roc_curves(curves, out_prefix, title=title, ylabel="TAR (mean over seeds)")
 
 
 def plot_loss_terms(curves: dict, out_prefix: str) -> list[str]:
