@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from dmfr.errors import DataError
+from dmfr.eval.features import image_paths
 from dmfr.eval.roc import far_label, tar_at_far
 
 LOSS_WINDOW = 20  # the final loss terms: mean of the last 20 logged steps (bench/methods_quick.py)
@@ -82,7 +83,7 @@ def _verification(entry: dict, fars, feats: _Features, metrics: dict, rocs: dict
     if not pairs:
         raise DataError(f"{entry['pairs']}: no pairs")
     keys = list(dict.fromkeys(k for a, b, _ in pairs for k in (a, b)))
-    table = feats.get(entry["name"], lambda: feats.embedder.embed_paths(_paths(entry["images"], keys), flip=True))
+    table = feats.get(entry["name"], lambda: feats.embedder.embed_paths(image_paths(entry["images"], keys), flip=True, keys=keys))
     row = {k: i for i, k in enumerate(keys)}
     emb = table[[row[k] for a, b, _ in pairs for k in (a, b)]]
     issame = np.array([s for _, _, s in pairs], dtype=bool)
@@ -97,22 +98,12 @@ def _templates(entry: dict, fars, feats: _Features, metrics: dict) -> None:
     media = read_media(entry["media"])
     pairs = read_template_pairs(entry["pairs"])
     keys = list(dict.fromkeys(media.images))
-    table = feats.get(entry["name"], lambda: feats.embedder.embed_paths(_paths(entry["images"], keys), flip=True))
+    table = feats.get(entry["name"], lambda: feats.embedder.embed_paths(image_paths(entry["images"], keys), flip=True, keys=keys))
     row = {k: i for i, k in enumerate(keys)}
     result = evaluate_templates(media, pairs, table[[row[k] for k in media.images]], fars,
                                 detector_weight=media.scores is not None)
     for far in fars:
         metrics[f"{entry['name']}@{far_label(far)}"] = float(result["tar_at_far"]["threshold"][far_label(far)]["tar"])
-
-
-def _paths(images: str, keys: list[str]) -> list[str]:
-    out = []
-    for key in keys:
-        path = os.path.join(images, key)
-        if not os.path.isfile(path):
-            raise DataError(f"{images}: image {key!r} not found")
-        out.append(path)
-    return out
 
 
 def _similarity(config: dict, feats: _Features, metrics: dict) -> dict:

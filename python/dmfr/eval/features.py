@@ -70,17 +70,23 @@ def load_feature_file(features_path: str, keys_path: str) -> FeatureTable:
     return FeatureTable(np.asarray(feats, dtype=np.float32), keys, features_path)
 
 
-def embed_image_files(checkpoint: str, images_dir: str, keys: list[str], device: str = "cpu",
-                      batch_size: int = 64, landmarks: str | None = None) -> FeatureTable:
-    """Embed `images_dir/key` for every key with the engine's Embedder (image + flip, summed)."""
-    from dmfr.embed import Embedder  # the engine's module; imported only when a checkpoint is used
-
+def image_paths(images_dir: str, keys: list[str]) -> list[str]:
+    """`images_dir/key` for every key; a missing image is a DataError naming it."""
     paths = []
     for key in keys:
         path = os.path.join(images_dir, key)
         if not os.path.isfile(path):
             raise DataError(f"{images_dir}: image {key!r} not found")
         paths.append(path)
+    return paths
+
+
+def embed_image_files(checkpoint: str, images_dir: str, keys: list[str], device: str = "cpu",
+                      batch_size: int = 64, landmarks: str | None = None) -> FeatureTable:
+    """Embed `images_dir/key` for every key with the engine's Embedder (image + flip, summed)."""
+    from dmfr.embed import Embedder  # the engine's module; imported only when a checkpoint is used
+
+    paths = image_paths(images_dir, keys)
     embedder = Embedder.from_checkpoint(checkpoint, device, landmarks)  # with its training preprocessing
     feats = embedder.embed_paths(paths, flip=True, batch_size=batch_size, keys=keys)  # image + flip, summed
     return FeatureTable(np.asarray(feats, dtype=np.float32), list(keys), checkpoint)
