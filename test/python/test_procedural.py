@@ -162,3 +162,21 @@ def test_write_test_set_for_the_eval_files(tmp_path):
     assert rows[0] == "image,yaw,quality,degradation" and len(rows) == len(ts) + 1
     name, _, quality, degradation = rows[i + 1].split(",")
     assert name == media.images[i] and abs(float(quality) + float(degradation) - 1) < 1e-6
+
+
+def test_test_set_disk_cache_round_trips_and_is_keyed_by_the_settings(tmp_path):
+    cfg = config(test_identities=20)
+    procedural._cache.clear()
+    built = procedural.build_test_set(cfg, "cross_pose", cache_dir=tmp_path)
+    files = sorted(tmp_path.glob("procedural-test-*.npz"))
+    assert len(files) == 1
+    procedural._cache.clear()  # a new process: only the file is left
+    loaded = procedural.build_test_set(cfg, "cross_pose", cache_dir=tmp_path)
+    assert loaded is not built and loaded.keys == built.keys
+    for f in ("images", "labels", "yaw", "quality", "gallery", "probe", "pairs", "issame", "codes"):
+        np.testing.assert_array_equal(getattr(loaded, f), getattr(built, f))
+        assert getattr(loaded, f).dtype == getattr(built, f).dtype
+    procedural.build_test_set(config(test_identities=20, seed=1), "cross_pose", cache_dir=tmp_path)
+    procedural.build_test_set(cfg, "general", cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("procedural-test-*.npz"))) == 3
+    assert not list(tmp_path.glob("*.tmp"))

@@ -69,7 +69,7 @@ def test_zero_spread_has_no_p():
     assert r["ci95"] == pytest.approx([0.1, 0.1], abs=TOL)
 
 
-def _study(tmp_path, seeds, values, factors=None):
+def _study(tmp_path, seeds, values, factors=None, flags=None):
     """A study directory as `dmfr study run` leaves it: study.json + cells/<hash>/eval/metrics.json.
     values: {(arm, level): [per-seed metric dicts]}."""
     cells = []
@@ -81,7 +81,7 @@ def _study(tmp_path, seeds, values, factors=None):
             roc = {"general": {"far": [1e-3, 1e-2, 1e-1], "tar": [0.2, 0.5, 0.9]}}
             curves = {"loss": {"step": [1, 2, 3], "value": [3.0, 2.0, 1.5]}}
             (tmp_path / "cells" / h / "eval" / "metrics.json").write_text(
-                json.dumps({"metrics": metrics, "roc": roc, "loss_curves": curves}))
+                json.dumps({"metrics": metrics, "flags": flags or {}, "roc": roc, "loss_curves": curves}))
             cells.append({"hash": h, "arm": arm, "levels": levels, "seed": seed, "state": "evaluated"})
     cells.append({"hash": "x", "arm": "filter", "levels": {}, "seed": 99, "state": "failed", "cause": "boom"})
     (tmp_path / "study.json").write_text(json.dumps({
@@ -91,29 +91,29 @@ def _study(tmp_path, seeds, values, factors=None):
 
 
 def test_report_contract_and_holm_families(tmp_path):
-    mix = [{"general@1e-3": 0.50, "cross_pose@1e-3": 0.30, "loss/loss": 1.0},
-           {"general@1e-3": 0.55, "cross_pose@1e-3": 0.35, "loss/loss": 1.1},
-           {"general@1e-3": 0.52, "cross_pose@1e-3": 0.33, "loss/loss": 0.9}]
-    flt = [{"general@1e-3": 0.52, "cross_pose@1e-3": 0.40, "loss/loss": 1.2},
-           {"general@1e-3": 0.54, "cross_pose@1e-3": 0.44, "loss/loss": 1.4},
-           {"general@1e-3": 0.55, "cross_pose@1e-3": 0.43, "loss/loss": 1.1}]
+    mix = [{"general/tar_at_far_1e-3": 0.50, "cross_pose/tar_at_far_1e-3": 0.30, "loss/loss": 1.0},
+           {"general/tar_at_far_1e-3": 0.55, "cross_pose/tar_at_far_1e-3": 0.35, "loss/loss": 1.1},
+           {"general/tar_at_far_1e-3": 0.52, "cross_pose/tar_at_far_1e-3": 0.33, "loss/loss": 0.9}]
+    flt = [{"general/tar_at_far_1e-3": 0.52, "cross_pose/tar_at_far_1e-3": 0.40, "loss/loss": 1.2},
+           {"general/tar_at_far_1e-3": 0.54, "cross_pose/tar_at_far_1e-3": 0.44, "loss/loss": 1.4},
+           {"general/tar_at_far_1e-3": 0.55, "cross_pose/tar_at_far_1e-3": 0.43, "loss/loss": 1.1}]
     d = _study(tmp_path, [0, 1, 2], {("mix", None): mix, ("filter", None): flt})
     report = write_report(d)
     on_disk = json.loads((d / "report.json").read_text())
     assert on_disk["arms"] == report["arms"]
     arm = {a["name"]: a for a in report["arms"]}["filter"]
-    assert arm["n"] == 3 and set(arm["metrics"]["general@1e-3"]) >= {"mean", "sd", "ci95", "values"}
-    assert arm["metrics"]["cross_pose@1e-3"]["values"] == [0.40, 0.44, 0.43]
+    assert arm["n"] == 3 and set(arm["metrics"]["general/tar_at_far_1e-3"]) >= {"mean", "sd", "ci95", "values"}
+    assert arm["metrics"]["cross_pose/tar_at_far_1e-3"]["values"] == [0.40, 0.44, 0.43]
     comp = {c["metric"]: c for c in report["comparisons"]}
-    assert set(comp) == {"general@1e-3", "cross_pose@1e-3", "loss/loss"}
+    assert set(comp) == {"general/tar_at_far_1e-3", "cross_pose/tar_at_far_1e-3", "loss/loss"}
     for c in comp.values():
         assert set(c) >= {"arm", "baseline", "metric", "diff", "ci95", "p", "p_holm"}
         # one comparison per protocol family here: Holm leaves each p as it is
         assert c["p_holm"] == pytest.approx(c["p"], abs=TOL)
-    cp = comp["cross_pose@1e-3"]
+    cp = comp["cross_pose/tar_at_far_1e-3"]
     assert cp["p"] == pytest.approx(stats.ttest_rel([0.40, 0.44, 0.43], [0.30, 0.35, 0.33]).pvalue, abs=TOL)
     assert report["failed"] == [{"arm": "filter", "levels": {}, "seed": 99, "hash": "x", "cause": "boom"}]
-    assert any(s.startswith("cross_pose: filter − mix at cross_pose@1e-3: +0.097") for s in report["sentences"])
+    assert any(s.startswith("cross_pose: filter − mix at cross_pose/tar_at_far_1e-3: +0.097") for s in report["sentences"])
     for name in ("tar_general", "roc_general", "loss_terms"):
         assert (d / "figures" / f"{name}.png").stat().st_size > 0 and (d / "figures" / f"{name}.svg").exists()
     md = (d / "report.md").read_text()
@@ -122,10 +122,10 @@ def test_report_contract_and_holm_families(tmp_path):
 
 def test_report_with_a_factor_states_the_interaction(tmp_path):
     # filter loses nothing from strength 0 to 2, mix loses 0.1 ± a little: contrast ≈ +0.1
-    vals = {("mix", 0): [{"g@1e-3": 0.60}, {"g@1e-3": 0.62}, {"g@1e-3": 0.61}],
-            ("mix", 2): [{"g@1e-3": 0.50}, {"g@1e-3": 0.51}, {"g@1e-3": 0.52}],
-            ("filter", 0): [{"g@1e-3": 0.60}, {"g@1e-3": 0.61}, {"g@1e-3": 0.60}],
-            ("filter", 2): [{"g@1e-3": 0.60}, {"g@1e-3": 0.61}, {"g@1e-3": 0.62}]}
+    vals = {("mix", 0): [{"g/tar_at_far_1e-3": 0.60}, {"g/tar_at_far_1e-3": 0.62}, {"g/tar_at_far_1e-3": 0.61}],
+            ("mix", 2): [{"g/tar_at_far_1e-3": 0.50}, {"g/tar_at_far_1e-3": 0.51}, {"g/tar_at_far_1e-3": 0.52}],
+            ("filter", 0): [{"g/tar_at_far_1e-3": 0.60}, {"g/tar_at_far_1e-3": 0.61}, {"g/tar_at_far_1e-3": 0.60}],
+            ("filter", 2): [{"g/tar_at_far_1e-3": 0.60}, {"g/tar_at_far_1e-3": 0.61}, {"g/tar_at_far_1e-3": 0.62}]}
     d = _study(tmp_path, [0, 1, 2], vals, factors=[{"path": "data.procedural.fingerprint_strength", "levels": [0, 2]}])
     report = build_report(d)
     (inter,) = report["interactions"]
@@ -134,10 +134,22 @@ def test_report_with_a_factor_states_the_interaction(tmp_path):
     assert inter["p"] == pytest.approx(stats.ttest_1samp(contrast, 0.0).pvalue, abs=TOL)
     assert inter["level"] == 2 and inter["reference"] == 0 and inter["at"] == {}
     assert len(report["comparisons"]) == 2  # filter vs mix at each strength
+    # each arm's own response to the factor: mix(2) − mix(0), the harm the interaction compares
+    effects = {e["arm"]: e for e in report["effects"]}
+    harm = [0.50 - 0.60, 0.51 - 0.62, 0.52 - 0.61]
+    assert effects["mix"]["diff"] == pytest.approx(np.mean(harm), abs=TOL)
+    assert effects["mix"]["p"] == pytest.approx(stats.ttest_rel([0.50, 0.51, 0.52], [0.60, 0.62, 0.61]).pvalue, abs=TOL)
+    # two effects in the g family: Holm doubles the smaller p (capped at 1), keeps the order
+    ps = sorted(e["p"] for e in report["effects"])
+    assert min(e["p_holm"] for e in report["effects"]) == pytest.approx(min(1.0, 2 * ps[0]), abs=TOL)
+    assert effects["mix"]["level"] == 2 and effects["mix"]["reference"] == 0
+    assert any(s.startswith("effect of data.procedural.fingerprint_strength 0→2 on mix at g/tar_at_far_1e-3: −0.100")
+               or s.startswith("effect of data.procedural.fingerprint_strength 0→2 on mix at g/tar_at_far_1e-3: -0.100")
+               for s in report["sentences"])
 
 
 def test_report_with_one_seed_is_a_pilot(tmp_path):
-    d = _study(tmp_path, [0], {("mix", None): [{"general@1e-3": 0.5}], ("filter", None): [{"general@1e-3": 0.6}]})
+    d = _study(tmp_path, [0], {("mix", None): [{"general/tar_at_far_1e-3": 0.5}], ("filter", None): [{"general/tar_at_far_1e-3": 0.6}]})
     report = write_report(d)
     (c,) = report["comparisons"]
     assert c["ci95"] is None and c["p"] is None and c["p_holm"] is None
@@ -166,3 +178,25 @@ def test_loss_curves_take_the_resumed_runs_values(tmp_path):
     curves = loss_curves(tmp_path)
     assert curves == {"loss": {"step": [0, 1, 2, 3], "value": [3.0, 2.5, 2.2, 2.0]},
                       "L_cls": {"step": [1], "value": [2.0]}}
+
+
+def test_report_marks_fars_the_test_set_cannot_measure(tmp_path):
+    # lfw/tar_at_far_1e-3 on 600 impostors: FAR · impostors < 1, so the read-off flags it; the
+    # report shows it but leaves it out of Holm and the sentences, even with a large difference.
+    mix = [{"lfw/accuracy": 0.80, "lfw/tar_at_far_1e-3": 0.10}, {"lfw/accuracy": 0.81, "lfw/tar_at_far_1e-3": 0.12},
+           {"lfw/accuracy": 0.82, "lfw/tar_at_far_1e-3": 0.11}]
+    flt = [{"lfw/accuracy": 0.80, "lfw/tar_at_far_1e-3": 0.50}, {"lfw/accuracy": 0.82, "lfw/tar_at_far_1e-3": 0.55},
+           {"lfw/accuracy": 0.81, "lfw/tar_at_far_1e-3": 0.51}]
+    d = _study(tmp_path, [0, 1, 2], {("mix", None): mix, ("filter", None): flt},
+               flags={"lfw/tar_at_far_1e-3": "too_few_impostors"})
+    report = write_report(d)
+    assert report["flags"] == {"lfw/tar_at_far_1e-3": "too_few_impostors"}
+    arm = {a["name"]: a for a in report["arms"]}["filter"]
+    assert arm["metrics"]["lfw/tar_at_far_1e-3"]["flag"] == "too_few_impostors"
+    comp = {c["metric"]: c for c in report["comparisons"]}
+    assert comp["lfw/tar_at_far_1e-3"]["flag"] == "too_few_impostors" and comp["lfw/tar_at_far_1e-3"]["p_holm"] is None
+    assert comp["lfw/tar_at_far_1e-3"]["p"] is not None  # the test itself is still reported
+    # accuracy alone in its family: Holm leaves its p as it is
+    assert comp["lfw/accuracy"]["p_holm"] == pytest.approx(comp["lfw/accuracy"]["p"], abs=TOL)
+    assert not any("tar_at_far_1e-3" in s for s in report["sentences"])
+    assert "lfw/tar_at_far_1e-3 †" in (d / "report.md").read_text()

@@ -14,7 +14,7 @@ from PIL import Image
 from sklearn.linear_model import LogisticRegression
 
 from dmfr.data import manifest, render, synth
-from dmfr.errors import ConfigError
+from dmfr.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[2]
 FACES = REPO.parent / "shared" / "data" / "faces"
@@ -162,6 +162,30 @@ def test_synth_cli_checks_arguments(tmp_path):
         synth.run(parse(["--from", str(real), "--generator", "pose", "--delta", "10", "--out", str(tmp_path / "full")]))
     with pytest.raises(SystemExit):
         parse(["--from", str(real), "--generator", "cyclegan", "--delta", "1", "--out", "o"])
+
+
+def test_synth_crops_the_real_images_like_data_preprocess(tmp_path):
+    # Δc = 0 at strength 0 is the identity map, so the output is exactly the cropped, resized source.
+    from dmfr.data.images import load_image, resize_square
+
+    real = tmp_path / "real"
+    write_real_folder(real, ids=2, per=1, size=40)
+    out = tmp_path / "pose"
+    args = parse(["--from", str(real), "--generator", "pose", "--delta", "0", "--out", str(out),
+                  "--strength", "0", "--image-size", "16", "--crop-box", "4,6,20,20"])
+    assert synth.run(args) == 0
+    for e in manifest.read_manifest(out):
+        want = resize_square(load_image(str(real / e.source))[6:26, 4:24], 16)
+        np.testing.assert_array_equal(np.asarray(Image.open(out / e.path).convert("RGB")), want)
+    bad = tmp_path / "bad"
+    with pytest.raises(ConfigError, match="--crop-box: expected 4 comma-separated integers"):
+        synth.run(parse(["--from", str(real), "--generator", "pose", "--delta", "0", "--out", str(bad), "--crop-box", "1,2"]))
+    with pytest.raises(ConfigError, match="not --crop-box and --crop-center"):
+        synth.run(parse(["--from", str(real), "--generator", "pose", "--delta", "0", "--out", str(bad),
+                         "--crop-box", "0,0,8,8", "--crop-center", "8,8"]))
+    with pytest.raises(DataError, match="lies outside the 40x40 image"):
+        synth.run(parse(["--from", str(real), "--generator", "pose", "--delta", "0", "--out", str(bad), "--crop-box", "30,30,20,20"]))
+    assert not bad.exists()  # nothing written
 
 
 @pytest.mark.skipif(not (FACES / "orl").is_dir(), reason=f"real faces not found at {FACES / 'orl'}")

@@ -63,3 +63,26 @@ def test_table1_rows_are_labelled_in_the_paper_order(tmp_path):
     assert "| After filtering | filter model | F(H(x)) synthetic, H(x) real |" in md
     with pytest.raises(ValueError, match="After filtering"):
         table1({"filter model": plain}, images, ids, synthetic)
+
+
+def test_study_table1_reads_a_filter_cell_after_filtering(tmp_path):
+    # dmfr study's Table 1 metrics (study_eval._similarity) use the same space as table1: a filter
+    # model's synthetic samples at F(H(x)), labelled so; a plain model's at H(x).
+    from dmfr.analysis import study_eval
+    from dmfr.data import procedural
+
+    plain, filt = _models(tmp_path)
+    config = {"data": {"kind": "procedural", "image_size": 16,
+                       "procedural": {"seed": 0, "identities": 4, "images_per_identity": 3}}}
+    train = procedural.build_train_set(config)
+    synthetic = train.domains != 0
+    for embedder, space, name in ((filt, FILTERED, "train-filtered"), (plain, PLAIN, "train")):
+        feats = study_eval._Features(tmp_path / "ckpt.pt", tmp_path / f"eval-{space[:1]}")
+        feats._embedder = embedder
+        metrics: dict = {}
+        table = study_eval._similarity(config, feats, metrics)
+        assert table["feature_space"] == space
+        f, _ = model_features(embedder, train.images, synthetic)
+        expected = similarity_table(f, train.labels, np.where(synthetic, "synthetic", "real"))
+        assert metrics["table1/synthetic/inter"] == float(expected["synthetic"]["interclass"])  # same features, same sums
+        assert (tmp_path / f"eval-{space[:1]}" / f"features-{name}-ckpt.npy").exists()

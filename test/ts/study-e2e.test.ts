@@ -116,12 +116,12 @@ describe.skipIf(!HAVE_PYTHON)('dmfr study run (tiny spec)', () => {
     const report = readJson<Record<string, any>>(join(out, 'report.json'));
     expect(report.arms.map((a: any) => [a.name, a.n])).toEqual([['mix', 2], ['filter', 2]]);
     for (const a of report.arms) {
-      for (const m of ['general@1e-3', 'general@1e-2', 'cross_pose@1e-3', 'cross_pose@1e-2']) {
+      for (const m of ['general/tar_at_far_1e-3', 'general/tar_at_far_1e-2', 'cross_pose/tar_at_far_1e-3', 'cross_pose/tar_at_far_1e-2']) {
         expect(Object.keys(a.metrics[m]).sort()).toEqual(['ci95', 'mean', 'n', 'sd', 'values']);
         expect(a.metrics[m].values).toHaveLength(2);
       }
     }
-    const comp = report.comparisons.find((c: any) => c.metric === 'cross_pose@1e-3');
+    const comp = report.comparisons.find((c: any) => c.metric === 'cross_pose/tar_at_far_1e-3');
     expect(Object.keys(comp)).toEqual(expect.arrayContaining(['arm', 'baseline', 'metric', 'diff', 'ci95', 'p', 'p_holm']));
     expect(comp).toMatchObject({ arm: 'filter', baseline: 'mix' });
     expect(existsSync(join(out, 'report.md'))).toBe(true);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../ts/config/load.ts';
 import { REPO_ROOT } from '../../ts/controller/launch.ts';
-import { expandCells, readStudySpec } from '../../ts/study/spec.ts';
+import { expandCells, pretrainCell, readStudySpec } from '../../ts/study/spec.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dmfr-spec-'));
 let n = 0;
@@ -116,6 +116,46 @@ pretrain: { method: real, steps: 30 }
     expect(issues(TINY.replace('name: filter', 'name: mix').replace('baseline: mix', 'baseline: nope')).map((i) => i.path)).toEqual(['arms[1].name', 'baseline']);
   });
 
+  it('lets an arm narrow a factor to some of its levels, and names a bad narrowing', () => {
+    const spec = readStudySpec(specFile(`${TINY}factors: { data.procedural.fingerprint_strength: [0, 2] }\n`
+      .replace('{ name: filter, method: filter }', '{ name: filter, method: filter, factors: { data.procedural.fingerprint_strength: [2] } }')));
+    const cells = expandCells(spec, (h) => h);
+    expect(cells.filter((c) => c.arm === 'mix')).toHaveLength(4); // 2 levels × 2 seeds
+    const filter = cells.filter((c) => c.arm === 'filter');
+    expect(filter).toHaveLength(2);
+    expect(filter.every((c) => c.levels['data.procedural.fingerprint_strength'] === 2 && c.config.data.procedural!.fingerprint_strength === 2)).toBe(true);
+    const narrow = (f: string) => issues(`${TINY}factors: { data.procedural.fingerprint_strength: [0, 2] }\n`
+      .replace('{ name: filter, method: filter }', `{ name: filter, method: filter, factors: ${f} }`));
+    expect(narrow('{ data.procedural.fingerprint_strength: [1] }')).toEqual([expect.objectContaining({
+      path: 'arms[1].factors.data.procedural.fingerprint_strength',
+      message: expect.stringMatching(/expected a non-empty list of the factor's levels \[0,2\], got \[1\]/) })]);
+    expect(narrow('{ optim.lr: [0.1] }').map((i) => i.path)).toEqual(['arms[1].factors.optim.lr']);
+  });
+
+  it('shares one pretraining across seeds when the pretrain stage names its own seed', () => {
+    const per = readStudySpec(specFile(`${TINY}pretrain: { method: real, steps: 5 }\n`));
+    expect(new Set([0, 1].map((s) => pretrainCell(per, s)!.hash)).size).toBe(2);
+    const shared = readStudySpec(specFile(`${TINY}pretrain: { method: real, steps: 5, seed: 7 }\n`));
+    const pre = [0, 1].map((s) => pretrainCell(shared, s)!);
+    expect(pre[0]!.hash).toBe(pre[1]!.hash);
+    expect(pre[0]!.config.seed).toBe(7);
+    const cells = expandCells(shared, (h) => join(dir, h));
+    expect(new Set(cells.map((c) => c.pretrain))).toEqual(new Set([pre[0]!.hash]));
+    expect(new Set(cells.map((c) => c.config.seed))).toEqual(new Set([0, 1])); // the arms keep their own seeds
+  });
+
+  it('takes the folds of a verification pairs file, and names a bad folds list', () => {
+    const ev = (folds: string) => TINY.replace('eval: { protocols: [general, cross_pose], fars: [1e-3, 1e-2] }',
+      `eval: { verification: [{ name: lfw, pairs: p.txt, images: img${folds} }] }`);
+    const spec = readStudySpec(specFile(ev(', folds: [9, 10]')));
+    expect(spec.eval.verification[0]).toMatchObject({ name: 'lfw', folds: [9, 10] });
+    expect(spec.eval.verification[0]!.pairs).toBe(join(dir, 'p.txt'));
+    const bad = issues(ev(', folds: [0, x]'));
+    expect(bad.map((i) => i.path)).toEqual(['eval.verification[0].folds']);
+    expect(bad[0]!.message).toMatch(/expected a non-empty list of fold numbers \(1-based\), got \[0,"x"\]/);
+    expect(issues(ev(', fold: [9]')).map((i) => i.path)).toEqual(['eval.verification[0].fold']);
+  });
+
   it('reports a bad value at expansion with the layer that set it', () => {
     const spec = readStudySpec(specFile(TINY.replace('{ name: filter, method: filter }', '{ name: filter, method: filter, train.steps: 0 }')));
     expect(() => expandCells(spec, (h) => h)).toThrowError(/arms \(filter\): train\.steps: .*minimum 1/);
@@ -123,11 +163,29 @@ pretrain: { method: real, steps: 30 }
 });
 
 describe('shipped studies', () => {
-  it('studies/dmfr-quick.yaml (the README command) loads and expands: 4 arms × 2 strengths × 5 seeds', () => {
-    const spec = readStudySpec(join(__dirname, '..', '..', 'studies', 'dmfr-quick.yaml'));
+  it('studies/paper.yaml (the README command) loads and expands: 4 methods × 2 strengths + 5 controls at strength 1, × 5 seeds, fine-tunes at lr 0.01 from a pretraining at 0.1', () => {
+    const spec = readStudySpec(join(__dirname, '..', '..', 'studies', 'paper.yaml'));
     const cells = expandCells(spec, (h) => join(dir, h));
-    expect(cells).toHaveLength(40);
+    expect(cells).toHaveLength(65);
+    expect(new Set(cells.map((c) => c.hash)).size).toBe(65);
     expect(new Set(cells.map((c) => c.pretrain)).size).toBe(5);
+    expect(new Set(cells.map((c) => c.config.optim.lr))).toEqual(new Set([0.01]));
+    expect(pretrainCell(spec, 0)!.config.optim.lr).toBe(0.1);
+    expect(pretrainCell(spec, 0)!.config.method.name).toBe('real');
+    const arm = (name: string) => cells.find((c) => c.arm === name)!.config;
+    expect(arm('mix-1:2').sampler.mix_ratio).toEqual([1, 2]);
+    expect(arm('arcface-mix').head).toMatchObject({ type: 'arcface', m: 0.5 });
+    expect(cells.every((c) => c.config.train.nproc === 1 && c.config.data.procedural!.min_far === 1e-5)).toBe(true);
+  });
+
+  it('studies/lfw.yaml loads and expands: 6 arms × 3 seeds on LFW folds 1–8, the oracle on strength-0 domains', () => {
+    const spec = readStudySpec(join(__dirname, '..', '..', 'studies', 'lfw.yaml'));
+    const cells = expandCells(spec, (h) => join(dir, h));
+    expect(cells).toHaveLength(18);
+    const oracle = cells.find((c) => c.arm === 'oracle')!.config;
+    expect(oracle.data.generative!.map((g) => g.path)).toEqual(['data/lfw-pose-s0', 'data/lfw-quality-s0']);
+    expect(cells.find((c) => c.arm === 'mix')!.config.data.select).toMatchObject({ min_images: 2, exclude_folds: [9, 10] });
+    expect(spec.eval.verification[0]).toMatchObject({ name: 'lfw', folds: [9, 10] });
   });
 });
 

@@ -58,6 +58,15 @@ export function defaultParallel(config: RunConfig): number {
   return Math.max(1, Math.floor(cpus().length / (config.train.nproc * config.runtime.threads_per_rank)));
 }
 
+/**
+ * Threads for a cell's evaluation: the cores its training held (train.nproc × threads_per_rank on
+ * a CPU host), since the next cells train beside it. torch's default (every core) oversubscribes a
+ * CPU host running cells in parallel: evaluations took as long as the cells' training.
+ */
+export function evalThreads(config: RunConfig): number {
+  return config.runtime.device === 'cuda' ? 0 : config.train.nproc * config.runtime.threads_per_rank;
+}
+
 class Canceled extends Error {}
 
 export class StudyRunner extends EventEmitter {
@@ -82,7 +91,9 @@ export class StudyRunner extends EventEmitter {
     this.pretrainDir = opts.spec.pretrainCache ?? join(dirname(this.outDir), 'pretrain');
     this.log = (opts.logger ?? rootLog).child({ study: opts.spec.name });
     this.cells = expandCells(opts.spec, (h) => join(this.pretrainDir, h));
-    this.pretrains = opts.spec.seeds.map((s) => pretrainCell(opts.spec, s)).filter((c): c is CellSpec => c !== null);
+    // One per distinct pretraining (a pretrain stage with its own seed is shared by every seed).
+    this.pretrains = [...new Map(opts.spec.seeds.map((s) => pretrainCell(opts.spec, s)).filter((c): c is CellSpec => c !== null)
+      .map((c) => [c.hash, c])).values()];
     this.parallel = opts.parallel ?? defaultParallel(this.cells[0]!.config);
     for (const c of this.cells) {
       const stored = readJson<CellRecord>(join(this.cellDir(c.hash), 'cell.json'));
@@ -109,7 +120,13 @@ export class StudyRunner extends EventEmitter {
     writeJsonAtomic(join(this.outDir, 'eval.json'), this.spec.eval);
     await this.pool(this.pretrains, (c) => this.runPretrain(c));
     // Cells that share a config (two arms with the same overrides) are one cell.
-    const unique = [...new Map(this.cells.map((c) => [c.hash, c])).values()];
+    // Seed-major order: a study stopped early holds whole seeds (every arm of seed 0, then of
+    // seed 1, …), which is what paired comparisons need, rather than whole arms.
+    const seedRank = new Map(this.spec.seeds.map((s, i) => [s, i]));
+    const unique = [...new Map(this.cells.map((c) => [c.hash, c])).values()]
+      .map((c, i) => ({ c, i }))
+      .sort((a, b) => seedRank.get(a.c.seed)! - seedRank.get(b.c.seed)! || a.i - b.i)
+      .map(({ c }) => c);
     await this.pool(unique, (c) => this.runCell(c));
     const records = [...this.records.values()];
     const completed = records.filter((r) => r.state === 'evaluated').length;
@@ -216,7 +233,7 @@ export class StudyRunner extends EventEmitter {
         const checkpoint = await this.train(cell, dir, rec, slot, (r) => this.setCell(r, {}));
         this.setCell(rec, { state: 'trained', cause: null });
         const t1 = performance.now();
-        await runPythonJson(['study-tools', 'eval-cell', '--run-dir', dir, '--checkpoint', checkpoint, '--eval', join(this.outDir, 'eval.json')]);
+        await runPythonJson(['study-tools', 'eval-cell', '--run-dir', dir, '--checkpoint', checkpoint, '--eval', join(this.outDir, 'eval.json'), '--cache', join(this.outDir, 'testsets'), '--threads', String(evalThreads(cell.config))]);
         this.timings.cells.push({ hash: cell.hash, train_s: (t1 - t0) / 1000, eval_s: (performance.now() - t1) / 1000 });
         this.setCell(rec, { state: 'evaluated', cause: null });
         return;

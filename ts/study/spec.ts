@@ -13,7 +13,8 @@ export const PROCEDURAL_PROTOCOLS = ['general', 'cross_pose', 'cross_quality'] a
 export interface EvalSpec {
   protocols: string[];
   fars: number[];
-  verification: Array<{ name: string; pairs: string; images: string }>;
+  /** `folds`: only these folds of the pairs file (LFW View 2 numbering, 1-based), e.g. the held-out 9 and 10. */
+  verification: Array<{ name: string; pairs: string; images: string; folds?: number[] }>;
   templates: Array<{ name: string; media: string; pairs: string; images: string }>;
   similarity: boolean;
 }
@@ -22,7 +23,8 @@ export interface StudySpec {
   file: string;
   name: string;
   base: { preset?: string; config?: string; layer: ConfigLayer };
-  arms: Array<{ name: string; layer: ConfigLayer }>;
+  /** `levels`: the factor levels this arm runs at, when the arm narrows them (arms[].factors). */
+  arms: Array<{ name: string; layer: ConfigLayer; levels?: Record<string, unknown[]> }>;
   seeds: number[];
   factors: Array<{ path: string; levels: unknown[] }>;
   baseline: string | null;
@@ -158,7 +160,7 @@ export function readStudySpec(file: string): StudySpec {
       if (typeof a.name !== 'string' || a.name === '') return issues.add(`${where}.name`, `expected the arm's name (a non-empty string), got ${JSON.stringify(a.name)}`);
       if (seen.has(a.name)) issues.add(`${where}.name`, `duplicate arm name '${a.name}' (expected unique names)`);
       seen.add(a.name);
-      arms.push({ name: a.name, layer: overridesLayer(a, where, issues, ['name']) });
+      arms.push({ name: a.name, layer: overridesLayer(a, where, issues, ['name', 'factors']) });
     });
   }
 
@@ -182,6 +184,33 @@ export function readStudySpec(file: string): StudySpec {
         else factors.push({ path, levels });
       }
     }
+  }
+
+  // An arm may run at a subset of a factor's levels (`factors: { path: [levels] }` inside the arm),
+  // e.g. an arm the factor cannot change (real-only never reads the generative domains the
+  // fingerprint strength changes), or a control measured at one level only to fit a budget.
+  if (Array.isArray(raw.arms)) {
+    raw.arms.forEach((a, i) => {
+      if (!isObject(a) || a.factors === undefined) return;
+      const arm = arms.find((x) => x.name === a.name);
+      const where = `arms[${i}].factors`;
+      if (!isObject(a.factors)) return issues.add(where, `expected a mapping factor path: [levels], got ${JSON.stringify(a.factors)}`);
+      const levels: Record<string, unknown[]> = {};
+      for (const [path, subset] of Object.entries(a.factors)) {
+        const factor = factors.find((f) => f.path === path);
+        if (!factor) {
+          issues.add(`${where}.${path}`, `not a factor of the study (expected one of ${factors.map((f) => f.path).join(', ') || 'none: the study has no factors'})`);
+          continue;
+        }
+        const key = (v: unknown) => JSON.stringify(v);
+        if (!Array.isArray(subset) || subset.length === 0 || !subset.every((l) => factor.levels.some((fl) => key(fl) === key(l)))) {
+          issues.add(`${where}.${path}`, `expected a non-empty list of the factor's levels ${JSON.stringify(factor.levels)}, got ${JSON.stringify(subset)}`);
+          continue;
+        }
+        levels[path] = subset;
+      }
+      if (arm) arm.levels = levels;
+    });
   }
 
   let baseline: string | null = null;
@@ -225,22 +254,30 @@ export function readStudySpec(file: string): StudySpec {
       if (typeof evRaw.similarity !== 'boolean') issues.add('eval.similarity', `expected true or false, got ${JSON.stringify(evRaw.similarity)}`);
       else ev.similarity = evRaw.similarity;
     }
-    const files = (key: 'verification' | 'templates', fields: string[]) => {
+    const files = (key: 'verification' | 'templates', fields: string[], optional: string[] = []) => {
       const list = evRaw[key];
       if (list === undefined) return [];
       if (!Array.isArray(list)) return (issues.add(`eval.${key}`, `expected a list of { ${fields.join(', ')} }, got ${JSON.stringify(list)}`), []);
-      const out: Record<string, string>[] = [];
+      const out: Record<string, unknown>[] = [];
       list.forEach((e, i) => {
         const where = `eval.${key}[${i}]`;
         if (!isObject(e)) return issues.add(where, `expected { ${fields.join(', ')} }, got ${JSON.stringify(e)}`);
-        for (const k of Object.keys(e)) if (!fields.includes(k)) issues.add(`${where}.${k}`, `unknown key (expected ${fields.join(', ')})`);
+        const known = [...fields, ...optional];
+        for (const k of Object.keys(e)) if (!known.includes(k)) issues.add(`${where}.${k}`, `unknown key (expected ${known.join(', ')})`);
         const missing = fields.filter((f) => typeof e[f] !== 'string');
         if (missing.length > 0) return issues.add(where, `expected string fields ${missing.join(', ')}`);
-        out.push(Object.fromEntries(fields.map((f) => [f, f === 'name' ? (e[f] as string) : rel(e[f] as string)])));
+        const entry: Record<string, unknown> = Object.fromEntries(fields.map((f) => [f, f === 'name' ? (e[f] as string) : rel(e[f] as string)]));
+        if (e.folds !== undefined) {
+          const f = e.folds;
+          if (!Array.isArray(f) || f.length === 0 || !f.every((x) => Number.isInteger(x) && (x as number) >= 1)) {
+            issues.add(`${where}.folds`, `expected a non-empty list of fold numbers (1-based), got ${JSON.stringify(f)}`);
+          } else entry.folds = f;
+        }
+        out.push(entry);
       });
       return out;
     };
-    ev.verification = files('verification', ['name', 'pairs', 'images']) as EvalSpec['verification'];
+    ev.verification = files('verification', ['name', 'pairs', 'images'], ['folds']) as EvalSpec['verification'];
     ev.templates = files('templates', ['name', 'media', 'pairs', 'images']) as EvalSpec['templates'];
   }
   issues.throwIfAny();
@@ -289,14 +326,21 @@ function resolveCell(spec: StudySpec, layers: Array<{ source: string; value: Con
   return loadConfig({ ...baseOptions(spec), layers: [{ source: 'study: CPU default train.nproc', value: { train: { nproc: CPU_CELL_NPROC } } }, ...layers] });
 }
 
-/** The pretraining cell of one seed: base + pretrain overrides + the seed. */
+/**
+ * The pretraining cell of one seed: base + pretrain overrides + the seed. A `seed` in the pretrain
+ * stage makes one pretraining shared by every seed of the study (the arms of seed s still differ
+ * in their own seed: head, sampling, flips): cheaper, and the comparison is then conditional on
+ * that one pretrained model, which the report's intervals do not cover.
+ */
 export function pretrainCell(spec: StudySpec, seed: number): CellSpec | null {
   if (!spec.pretrain) return null;
-  const config = resolveCell(spec, [
+  const shared = spec.pretrain.seed !== undefined;
+  const layers = [
     { source: `${spec.file}: base`, value: spec.base.layer },
-    { source: `${spec.file}: pretrain`, value: spec.pretrain },
     { source: `${spec.file}: seeds`, value: { seed } },
-  ]);
+    { source: `${spec.file}: pretrain`, value: spec.pretrain },
+  ];
+  const config = resolveCell(spec, shared ? layers : [layers[0]!, layers[2]!, layers[1]!]);
   return { hash: configHash(config), arm: 'pretrain', levels: {}, seed, config, pretrain: null };
 }
 
@@ -310,7 +354,9 @@ export function expandCells(spec: StudySpec, pretrainDir: (hash: string) => stri
   const cells: CellSpec[] = [];
   const combos = levelCombinations(spec.factors);
   for (const arm of spec.arms) {
-    for (const levels of combos) {
+    const allowed = (levels: Record<string, unknown>) =>
+      Object.entries(arm.levels ?? {}).every(([path, subset]) => subset.some((l) => JSON.stringify(l) === JSON.stringify(levels[path])));
+    for (const levels of combos.filter(allowed)) {
       for (const seed of spec.seeds) {
         const pre = pretrainCell(spec, seed);
         const layers = [

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from dmfr.analysis.figures import _pyplot, _save, plot_roc_curves
+from dmfr.analysis.study_eval import TAR_PREFIX
 
 
 def _err(d: dict) -> float:
@@ -17,8 +18,9 @@ def _err(d: dict) -> float:
 def _tar_metrics(report: dict) -> dict[str, list[str]]:
     by_protocol: dict[str, list[str]] = {}
     for m in (report["arms"][0]["metrics"] if report["arms"] else {}):
-        if "@" in m:
-            by_protocol.setdefault(m.split("@")[0], []).append(m)
+        protocol, _, name = m.partition("/")
+        if name.startswith(TAR_PREFIX):
+            by_protocol.setdefault(protocol, []).append(m)
     return by_protocol
 
 
@@ -34,7 +36,7 @@ def plot_tar_intervals(report: dict, protocol: str, metrics: list[str], out_pref
         ax.errorbar(x, means, yerr=[_err(d) for d in ds], fmt="o", capsize=3, label=arm["name"])
         data[arm["name"]] = {m: {"mean": d["mean"], "ci95": d["ci95"]} for m, d in zip(metrics, ds)}
     ax.set_xticks(np.arange(len(metrics)) + width * (len(report["arms"]) - 1) / 2)
-    ax.set_xticklabels([m.split("@")[1] if "@" in m else m for m in metrics])
+    ax.set_xticklabels([m.partition("/" + TAR_PREFIX)[2] or m for m in metrics])
     ax.set_xlabel("FAR")
     ax.set_ylabel("TAR (mean, 95 % CI)")
     ax.set_title(protocol)

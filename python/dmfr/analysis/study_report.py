@@ -19,8 +19,8 @@ ALPHA = 0.05
 
 
 def protocol_of(metric: str) -> str:
-    """'cross_pose@1e-3' → 'cross_pose', 'lfw/accuracy' → 'lfw', 'loss/L_cls' → 'loss'."""
-    return metric.split("@")[0].split("/")[0]
+    """'cross_pose/tar_at_far_1e-3' → 'cross_pose', 'lfw/accuracy' → 'lfw', 'loss/L_cls' → 'loss'."""
+    return metric.split("/")[0]
 
 
 def _levels_label(levels: dict) -> str:
@@ -56,10 +56,16 @@ def _paired_values(a: dict, b: dict, metric: str) -> tuple[list, list, list]:
     return seeds, [a[s]["metrics"][metric] for s in seeds], [b[s]["metrics"][metric] for s in seeds]
 
 
-def _apply_holm(rows: list[dict]) -> None:
-    """Holm across the arms and metrics of one protocol (one family per protocol)."""
+def _apply_holm(rows: list[dict], flags: dict | None = None) -> None:
+    """Holm across the arms and metrics of one protocol (one family per protocol). A metric the
+    test sets cannot measure (flags: too few impostors for its FAR) is marked and left out of the
+    family: its p_holm stays None, so no sentence claims anything on it."""
+    flags = flags or {}
+    for r in rows:
+        if r["metric"] in flags:
+            r["flag"], r["p_holm"] = flags[r["metric"]], None
     for protocol in dict.fromkeys(protocol_of(r["metric"]) for r in rows):
-        family = [r for r in rows if protocol_of(r["metric"]) == protocol]
+        family = [r for r in rows if protocol_of(r["metric"]) == protocol and "flag" not in r]
         for r, adj in zip(family, study_stats.holm([r["p"] for r in family])):
             r["p_holm"] = adj
 
@@ -69,12 +75,16 @@ def build_report(study_dir: str | os.PathLike) -> dict:
     study, groups = load_study(study_dir)
     baseline = study.get("baseline")
     metric_names = list(dict.fromkeys(m for g in groups.values() for cell in g.values() for m in cell["metrics"]))
+    flags = {m: f for g in groups.values() for cell in g.values() for m, f in cell.get("flags", {}).items()}
 
     arms = []
     for (arm, levels_json), cells in groups.items():
         levels = json.loads(levels_json)
         metrics = {m: study_stats.describe([cells[s]["metrics"][m] for s in sorted(cells) if m in cells[s]["metrics"]])
                    for m in metric_names}
+        for m, f in flags.items():
+            if m in metrics:
+                metrics[m]["flag"] = f
         arms.append({"name": _group_name(arm, levels), "arm": arm, "levels": levels, "n": len(cells),
                      "seeds": sorted(cells), "metrics": metrics})
 
@@ -88,7 +98,7 @@ def build_report(study_dir: str | os.PathLike) -> dict:
                 seeds, a, b = _paired_values(cells, base, m)
                 comparisons.append({"arm": arm, "baseline": baseline, "levels": json.loads(levels_json), "metric": m,
                                     "seeds": seeds, **study_stats.paired(a, b)})
-        _apply_holm(comparisons)
+        _apply_holm(comparisons, flags)
 
     interactions = []
     if baseline:
@@ -109,15 +119,41 @@ def build_report(study_dir: str | os.PathLike) -> dict:
                     interactions.append({"arm": arm, "baseline": baseline, "factor": path, "level": levels[path],
                                          "reference": ref, "at": at, "metric": m, "seeds": seeds,
                                          **study_stats.interaction(*vals)})
-        _apply_holm(interactions)
+        _apply_holm(interactions, flags)
+
+    effects = _factor_effects(study, groups, metric_names, flags)
 
     failed = [{k: c.get(k) for k in ("arm", "levels", "seed", "hash", "cause")} for c in study["cells"]
               if c.get("state") == "failed"]
     report = {"name": study["name"], "baseline": baseline, "seeds": study.get("seeds"),
               "cells": len(study["cells"]), "evaluated": sum(len(g) for g in groups.values()), "failed": failed,
-              "arms": arms, "comparisons": comparisons, "interactions": interactions}
+              "flags": flags, "arms": arms, "comparisons": comparisons, "effects": effects,
+              "interactions": interactions}
     report["sentences"] = sentences(report)
     return report
+
+
+def _factor_effects(study: dict, groups: dict, metric_names: list[str], flags: dict) -> list[dict]:
+    """Each arm's own response to a factor, arm(level) − arm(ref), paired by seed: for the
+    generators' fingerprint strength in the baseline arm this is the harm the paper describes
+    (mix at strength s against its oracle at 0), the quantity the interactions then compare."""
+    effects = []
+    for factor in study.get("factors", []):
+        path, ref = factor["path"], factor["levels"][0]
+        for (arm, levels_json), cells in groups.items():
+            levels = json.loads(levels_json)
+            if path not in levels or levels[path] == ref:
+                continue
+            ref_cells = groups.get((arm, json.dumps({**levels, path: ref}, sort_keys=True)))
+            if ref_cells is None:
+                continue
+            at = {k: v for k, v in levels.items() if k != path}
+            for m in metric_names:
+                seeds, a, b = _paired_values(cells, ref_cells, m)
+                effects.append({"arm": arm, "factor": path, "level": levels[path], "reference": ref, "at": at,
+                                "metric": m, "seeds": seeds, **study_stats.paired(a, b)})
+    _apply_holm(effects, flags)
+    return effects
 
 
 def _fmt(x: float | None, signed: bool = True) -> str:
@@ -148,7 +184,7 @@ def sentences(report: dict) -> list[str]:
     out = []
     rows = report["comparisons"]
     for protocol in dict.fromkeys(protocol_of(r["metric"]) for r in rows):
-        family = [r for r in rows if protocol_of(r["metric"]) == protocol and r["diff"] is not None]
+        family = [r for r in rows if protocol_of(r["metric"]) == protocol and r["diff"] is not None and "flag" not in r]
         resolved = [r for r in family if r.get("p_holm") is not None and r["p_holm"] < ALPHA]
         if not family:
             continue
@@ -161,6 +197,11 @@ def sentences(report: dict) -> list[str]:
             best = min(family, key=lambda r: (r.get("p_holm") is None, r.get("p_holm") or 1.0))
             out.append(f"{protocol}: no comparison resolves a difference from {best['baseline']} "
                        f"(all p_Holm ≥ {ALPHA}); the strongest: {_claim(best)}.")
+    for r in report.get("effects", []):
+        if r.get("p_holm") is not None and r["p_holm"] < ALPHA:
+            lo, hi = r["ci95"]
+            out.append(f"effect of {r['factor']} {r['reference']}→{r['level']} on {r['arm']} at "
+                       f"{r['metric']}: {_fmt(r['diff'])} [{_fmt(lo)}, {_fmt(hi)}], p_Holm = {_p(r['p_holm'])}.")
     for r in report["interactions"]:
         if r.get("p_holm") is not None and r["p_holm"] < ALPHA:
             lo, hi = r["ci95"]
@@ -181,7 +222,9 @@ def main_table(report: dict, metrics: list[str] | None = None) -> str:
     """Markdown: one row per arm, mean ± 95 % half-interval of each TAR/accuracy metric."""
     names = metrics or [m for m in (report["arms"][0]["metrics"] if report["arms"] else {})
                         if not m.startswith(("loss/", "table1/"))]
-    lines = ["| arm | n | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    flagged = report.get("flags", {})
+    lines = ["| arm | n | " + " | ".join(n + (" †" if n in flagged else "") for n in names) + " |",
+             "|---|---|" + "---|" * len(names)]
     for a in report["arms"]:
         lines.append(f"| {a['name']} | {a['n']} | " + " | ".join(_cell(a["metrics"][m]) for m in names) + " |")
     return "\n".join(lines)
@@ -204,11 +247,17 @@ def markdown(report: dict, figures: list[str]) -> str:
              f"{report['evaluated']} of {report['cells']} cells evaluated; seeds {report['seeds']}; "
              f"baseline {report['baseline'] or '(none)'}. Mean ± 95 % t half-interval over seeds.", "",
              "## Main table", "", main_table(report), ""]
+    if report.get("flags"):
+        parts += ["† too few impostor pairs in the test set for this FAR (FAR × impostors < 1): shown, "
+                  "but left out of the Holm families and the sentences.", ""]
     if report["sentences"]:
         parts += ["## What the intervals support", ""] + [f"- {s}" for s in report["sentences"]] + [""]
     if report["comparisons"]:
         parts += ["## Paired differences against the baseline (Holm across one protocol's arms and metrics)", "",
                   _comparison_table(report["comparisons"]), ""]
+    if report.get("effects"):
+        parts += ["## Factor effects within each arm, arm(level) − arm(ref) (Holm across one protocol)", "",
+                  _comparison_table(report["effects"], interaction=True), ""]
     if report["interactions"]:
         parts += ["## Interaction contrasts [arm(level) − arm(ref)] − [baseline(level) − baseline(ref)]", "",
                   _comparison_table(report["interactions"], interaction=True), ""]

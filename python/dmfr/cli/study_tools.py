@@ -17,6 +17,8 @@ def register(subparsers) -> None:
     e.add_argument("--run-dir", required=True)
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--eval", required=True, help="JSON file: the study's eval section")
+    e.add_argument("--cache", default=None, help="directory for the procedural test sets, shared by the study's cells")
+    e.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default, every core)")
     e.set_defaults(func=run_eval_cell)
     r = verbs.add_parser("report", help="report.json, report.md and figures from the stored cell metrics")
     r.add_argument("study_dir")
@@ -26,11 +28,18 @@ def register(subparsers) -> None:
 def run_eval_cell(args) -> int:
     from dmfr.analysis.study_eval import evaluate_cell, write_json
 
+    if args.threads < 0:
+        raise DataError(f"--threads: expected ≥ 0, got {args.threads}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
     try:
         spec = json.loads(Path(args.eval).read_text())
     except (OSError, ValueError) as exc:
         raise DataError(f"{args.eval}: cannot read the eval spec: {exc}") from None
-    result = evaluate_cell(args.run_dir, args.checkpoint, spec)
+    result = evaluate_cell(args.run_dir, args.checkpoint, spec, cache_dir=args.cache)
     out = Path(args.run_dir) / "eval" / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, result)

@@ -190,6 +190,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="blend toward the folder's mean face at full Δc, 0..1 (default 0)")
     parser.add_argument("--image-size", type=int, default=112, help="square output size (default 112)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (quality generator)")
+    crop = parser.add_argument_group("preprocessing of the real images first (the data.preprocess fields; "
+                                     "give the training run's, so both domains hold the same face box)")
+    crop.add_argument("--crop-box", metavar="X,Y,W,H", help="data.preprocess.crop_box, in source pixels")
+    crop.add_argument("--crop-center", metavar="W,H", help="data.preprocess.crop_center")
+    crop.add_argument("--landmarks", metavar="FILE", help="data.preprocess.landmarks (keys relative to --from)")
+
+
+def _ints_arg(flag: str, text: str | None, n: int) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        vals = [int(v) for v in text.split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) != n:
+        raise ConfigError(f"{flag}: expected {n} comma-separated integers, got {text!r}")
+    return vals
+
+
+def preprocess_of(args) -> dict | None:
+    """The data.preprocess section the synth flags ask for (None: the whole image)."""
+    box = _ints_arg("--crop-box", getattr(args, "crop_box", None), 4)
+    center = _ints_arg("--crop-center", getattr(args, "crop_center", None), 2)
+    landmarks = getattr(args, "landmarks", None)
+    given = [name for name, v in (("--crop-box", box), ("--crop-center", center), ("--landmarks", landmarks)) if v]
+    if len(given) > 1:
+        raise ConfigError(f"give one of --crop-box, --crop-center, --landmarks, not {' and '.join(given)}")
+    if not given:
+        return None
+    return {"crop_box": box or [], "crop_center": center or [], "landmarks": landmarks or ""}
 
 
 def _check_args(args) -> None:
@@ -215,20 +245,34 @@ def _delta_tag(d: float) -> str:
 
 def synthesize_folder(real: str, generator: str, deltas: list[float], out: str, *, strength: float = 1.0,
                       identity_loss: float = 0.0, image_size: int = 112, seed: int = 0,
-                      batch: int = 128) -> list[manifest.ManifestEntry]:
-    """Write one synthetic PNG per (real image, Δc) under out/identity/ and out/manifest.jsonl."""
+                      batch: int = 128, preprocess: dict | None = None) -> list[manifest.ManifestEntry]:
+    """Write one synthetic PNG per (real image, Δc) under out/identity/ and out/manifest.jsonl.
+
+    `preprocess`: a `data.preprocess` section (crop_center, crop_box or landmarks) applied to each
+    real image before the generator, so a domain made from photographs holds the same face box the
+    training run crops from the real images (data.preprocess applies to the real domain only)."""
     from dmfr.data.folder import scan_folder
     from dmfr.data.images import load_image, resize_square
+    from dmfr.data.preprocess import Preprocessor
 
     gen = get_generator(generator)
+    pre = Preprocessor(preprocess, image_size) if preprocess else None
+    pre = pre if pre is not None and pre.active else None
     _, samples, _ = scan_folder(real)
     if not samples:
         raise DataError(f"{real}: no images found in root/identity/image layout")
 
+    def one(rel):
+        img = load_image(os.path.join(real, rel))
+        if pre is not None:
+            img = pre(img, rel, os.path.join(real, rel))
+        return resize_square(img, image_size)
+
     def read(paths):
-        return np.stack([resize_square(load_image(os.path.join(real, p)), image_size) for p in paths])
+        return np.stack([one(p) for p in paths])
 
     paths = [p for p, _ in samples]
+    one(paths[0])  # a bad crop or landmarks file fails here, before anything is written
     mean = None
     if identity_loss > 0:  # the folder's mean face, accumulated batch by batch
         total = np.zeros((image_size, image_size, 3), np.float64)
@@ -261,7 +305,9 @@ def synthesize_folder(real: str, generator: str, deltas: list[float], out: str, 
 
 def run(args) -> int:
     _check_args(args)
+    preprocess_of(args)  # flag errors before anything is written
     entries = synthesize_folder(args.real, args.generator, list(args.delta), args.out, strength=args.strength,
-                                identity_loss=args.identity_loss, image_size=args.image_size, seed=args.seed)
+                                identity_loss=args.identity_loss, image_size=args.image_size, seed=args.seed,
+                                preprocess=preprocess_of(args))
     print(f"wrote {len(entries)} {args.generator} images and {os.path.join(args.out, manifest.MANIFEST_NAME)}")
     return 0
