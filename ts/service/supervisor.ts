@@ -27,6 +27,9 @@ export interface CreateRequest {
   priority: number;
   maxRestarts: number;
   checkpointPolicy: CheckpointPolicy | null;
+  /** The run directory; default experiments/<id>. A study's cell trains in the study's
+   *  cells/<hash>/ (ts/service/studies.ts), so the study directory has a local study's layout. */
+  runDir?: string;
 }
 
 export class Supervisor {
@@ -91,7 +94,7 @@ export class Supervisor {
   create(req: CreateRequest): ExperimentRow {
     const misfit = this.misfit(req);
     if (misfit) throw new ApiError(400, 'invalid_config', misfit);
-    const row = this.store.createExperiment({ ...req, runDir: this.runDir(req.id) });
+    const row = this.store.createExperiment({ ...req, runDir: req.runDir ?? this.runDir(req.id) });
     this.bus.publish(this.store.eventsAfter(req.id, 0, 1)[0]!); // QUEUED
     this.enqueue(row);
     this.pump();

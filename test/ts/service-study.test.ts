@@ -1,0 +1,114 @@
+// POST/GET /studies through Fastify's inject on a real SQLite store, with the host's only device
+// held so that no ranks start: a spec error is a 400 naming the key path and stores nothing; a
+// valid spec becomes a stored study whose cells are queued experiments with the study's layout on
+// disk; cancel stops them. test/ts/service-study-e2e.test.ts trains a study for real.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createService, type Service } from '../../ts/service/service.ts';
+import type { StudyFile } from '../../ts/study/state.ts';
+
+const TINY = {
+  name: 'tiny',
+  base: { preset: 'quick', steps: 4, nproc: 1 },
+  arms: [
+    { name: 'mix', method: 'mix' },
+    { name: 'filter', method: 'filter' },
+  ],
+  seeds: [0, 1],
+  baseline: 'mix',
+  eval: { protocols: ['general'], fars: [1e-2], similarity: false },
+};
+
+describe('studies API', () => {
+  let service: Service;
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'dmfr-study-api-'));
+  const outside = mkdtempSync(path.join(tmpdir(), 'dmfr-outside-'));
+  beforeAll(async () => {
+    service = await createService({ dataDir, cpuSlots: 1, logger: pino({ level: 'silent' }) });
+    service.scheduler.adopt('busy', [0]); // queued experiments stay QUEUED: no ranks start
+  });
+  afterAll(async () => {
+    await service.close(1000);
+    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(outside, { recursive: true, force: true });
+  });
+  const post = (payload: unknown) => service.app.inject({ method: 'POST', url: '/studies', payload: payload as object });
+
+  it('refuses a bad spec with 400 naming the key path, and stores nothing', async () => {
+    const cases: Array<[unknown, string, RegExp]> = [
+      [{ ...TINY, colour: 'red' }, 'colour', /colour: unknown key \(expected one of name, base, arms/],
+      [{ ...TINY, arms: [{ name: 'mix', method: 'mix' }, { name: 'mix', method: 'filter' }] }, 'arms[1].name', /arms\[1\]\.name: duplicate arm name 'mix'/],
+      [{ ...TINY, baseline: 'nope' }, 'baseline', /baseline: expected the name of an arm \(mix, filter\), got "nope"/],
+      [{ ...TINY, eval: { fars: [2] } }, 'eval.fars', /eval\.fars: expected a non-empty list of rates/],
+      [{ ...TINY, base: { preset: 'quick', 'train.nope': 1 } }, 'base.train.nope', /base\.train\.nope: /],
+      [{ ...TINY, pretrain: { steps: 2, cache: '/tmp/x' } }, 'pretrain.cache', /pretrain\.cache: the service keeps pretraining runs/],
+    ];
+    for (const [body, key, message] of cases) {
+      const res = await post(body);
+      expect(res.statusCode, key).toBe(400);
+      expect(res.json().code, key).toBe('invalid_config');
+      expect(res.json().message, key).toMatch(message);
+    }
+    // The spec's files are confined to the data roots, like every path a client names.
+    const cfg = path.join(outside, 'base.yaml');
+    writeFileSync(cfg, 'train: { steps: 3 }\n');
+    const escaped = await post({ ...TINY, base: { config: cfg } });
+    expect(escaped.statusCode).toBe(400);
+    expect(escaped.json().message).toMatch(/^base\.config: .* lies outside the data roots/);
+    const badBase = await post({ ...TINY, base_dir: outside });
+    expect(badBase.statusCode).toBe(400);
+    expect(badBase.json().message).toMatch(/^base_dir: .* lies outside the data roots/);
+    expect((await post([1, 2])).statusCode).toBe(400);
+    // Nothing stored: no study, no experiment, no directory.
+    expect((await service.app.inject('/studies')).json()).toMatchObject({ items: [], total: 0 });
+    expect((await service.app.inject('/experiments')).json().total).toBe(0);
+    expect(existsSync(path.join(dataDir, 'studies'))).toBe(false);
+    expect((await service.app.inject('/studies/study-nope')).statusCode).toBe(404);
+  });
+
+  it('stores a valid spec as a study whose cells are queued experiments, with a local study layout; cancel stops them', async () => {
+    // A relative config file, taken from base_dir inside the data root.
+    mkdirSync(path.join(dataDir, 'specs'), { recursive: true });
+    writeFileSync(path.join(dataDir, 'specs', 'base.yaml'), 'train: { checkpoint_every: 2 }\n');
+    const res = await post({ ...TINY, base: { ...TINY.base, config: 'base.yaml' }, base_dir: path.join(dataDir, 'specs') });
+    expect(res.statusCode, res.body).toBe(201);
+    const study = res.json();
+    expect(study).toMatchObject({ name: 'tiny', state: 'running', counts: { cells: 4, completed: 0, failed: 0 }, report: null });
+    expect(study.cells.map((c: { arm: string; seed: number }) => [c.arm, c.seed])).toEqual([['mix', 0], ['mix', 1], ['filter', 0], ['filter', 1]]);
+    const got = (await service.app.inject(`/studies/${study.id}`)).json();
+    expect(got.cells.every((c: { state: string; experiment_id: string }) => c.state === 'training' && c.experiment_id)).toBe(true);
+    const exps = (await service.app.inject('/experiments')).json();
+    expect(exps.total).toBe(4);
+    for (const c of got.cells) {
+      const e = exps.items.find((x: { id: string }) => x.id === c.experiment_id);
+      expect(e).toMatchObject({ state: 'QUEUED', name: `tiny/${c.arm}/seed${c.seed}` });
+      expect(e.config).toMatchObject({ seed: c.seed, method: { name: c.arm }, train: { steps: 4, nproc: 1, checkpoint_every: 2 } });
+    }
+    // The files of a local study: study.json with every cell, the eval section, each cell.json.
+    const file = JSON.parse(readFileSync(path.join(got.dir, 'study.json'), 'utf8')) as StudyFile;
+    expect(got.dir).toBe(path.join(dataDir, 'studies', study.id));
+    expect(file).toMatchObject({ name: 'tiny', baseline: 'mix', seeds: [0, 1], arms: ['mix', 'filter'] });
+    expect(file.cells.map((c) => [c.arm, c.seed, c.hash, c.state])).toEqual(got.cells.map((c: { arm: string; seed: number; hash: string }) => [c.arm, c.seed, c.hash, 'training']));
+    expect(JSON.parse(readFileSync(path.join(got.dir, 'eval.json'), 'utf8'))).toMatchObject({ protocols: ['general'], fars: [0.01], similarity: false });
+    for (const c of got.cells) expect(JSON.parse(readFileSync(path.join(got.dir, 'cells', c.hash, 'cell.json'), 'utf8'))).toMatchObject({ state: 'training', runs: [c.experiment_id] });
+    const list = (await service.app.inject('/studies')).json();
+    expect(list).toMatchObject({ total: 1, items: [{ id: study.id, counts: { cells: 4 } }] });
+
+    const canceled = await service.app.inject({ method: 'POST', url: `/studies/${study.id}/cancel` });
+    expect(canceled.statusCode).toBe(202);
+    expect(canceled.json()).toMatchObject({ state: 'canceled', cause: 'canceled by request' });
+    for (const c of got.cells) expect((await service.app.inject(`/experiments/${c.experiment_id}`)).json().state).toBe('CANCELED');
+    const again = await service.app.inject({ method: 'POST', url: `/studies/${study.id}/cancel` });
+    expect(again.statusCode).toBe(409);
+    expect(again.json()).toMatchObject({ code: 'illegal_transition', state: 'canceled' });
+  });
+
+  it('documents the routes and schemas in /openapi.json', async () => {
+    const spec = (await service.app.inject('/openapi.json')).json();
+    expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(['/studies', '/studies/{id}', '/studies/{id}/cancel']));
+    expect(Object.keys(spec.components.schemas)).toEqual(expect.arrayContaining(['CreateStudy', 'Study', 'StudyCell', 'StudyList']));
+  });
+});
