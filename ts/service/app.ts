@@ -180,7 +180,6 @@ export function newStudyManager(ctx: ServiceContext, studyStore: StudyStore, log
     bus: ctx.bus,
     dataDir: ctx.dataDir,
     log: (logger ?? pino({ level: 'silent' })) as pino.Logger,
-    pythonJson: (args) => ctx.pythonJson(args),
     unrepresentable,
   });
 }

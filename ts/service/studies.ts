@@ -17,7 +17,7 @@ import { readJson, writeJsonAtomic, type CellRecord, type CellState, type StudyF
 import type { EventBus } from './bus.ts';
 import type { ServiceStore, StudyCellRow, StudyRow, StudyStore } from './db.ts';
 import { ApiError, conflict, notFound } from './errors.ts';
-import type { PythonResult } from './python-cli.ts';
+import { runPythonJson } from './python-cli.ts';
 import { TERMINAL, type State } from './states.ts';
 import type { Supervisor } from './supervisor.ts';
 
@@ -38,7 +38,6 @@ export interface StudyManagerOptions {
   bus: EventBus;
   dataDir: string;
   log: Logger;
-  pythonJson(args: string[]): Promise<PythonResult>;
   unrepresentable: Unrepresentable;
 }
 
@@ -52,6 +51,8 @@ export class StudyManager {
   /** Evaluations run one at a time: each is a whole Python process embedding every test set. */
   private evaluations: Promise<void> = Promise.resolve();
   private closed = false;
+  /** Ends a running evaluation or report when the service closes (redone at the next start). */
+  private readonly abort = new AbortController();
   private readonly unsubscribe: () => void;
 
   constructor(private readonly o: StudyManagerOptions) {
@@ -73,6 +74,11 @@ export class StudyManager {
   close(): void {
     this.closed = true;
     this.unsubscribe();
+    this.abort.abort();
+  }
+
+  private python(args: string[]) {
+    return runPythonJson(args, undefined, this.abort.signal);
   }
 
   /** Stores a validated spec as a study and queues its first experiments. */
@@ -254,19 +260,25 @@ export class StudyManager {
     this.evaluating.add(key);
     const dir = this.cellDir(study, r);
     const checkpoint = finalCheckpoint(r.run_dir, (r.config as unknown as RunConfig).train.steps);
-    this.evaluations = this.evaluations.then(async () => {
-      if (this.closed || this.o.studies.study(study.id)?.state !== 'running') return void this.evaluating.delete(key);
+    const job = async () => {
       try {
-        if (r.run_dir !== dir) linkRun(r.run_dir, dir);
-        await evaluateCell(study.dir, dir, checkpoint, (args) => this.o.pythonJson(args));
-        this.update(r, { state: 'evaluated', cause: null });
-      } catch (e) {
-        const fresh = this.o.studies.cells(study.id).find((c) => c.kind === r.kind && c.hash === r.hash)!;
-        this.fail(fresh, `evaluation failed: ${(e as Error).message}`);
+        if (this.closed || this.o.studies.study(study.id)?.state !== 'running') return;
+        try {
+          if (r.run_dir !== dir) linkRun(r.run_dir, dir);
+          await evaluateCell(study.dir, dir, checkpoint, (args) => this.python(args));
+          if (this.closed) return; // the store may be closed; the next start evaluates it again
+          this.update(r, { state: 'evaluated', cause: null });
+        } catch (e) {
+          if (this.closed) return;
+          const fresh = this.o.studies.cells(study.id).find((c) => c.kind === r.kind && c.hash === r.hash)!;
+          this.fail(fresh, `evaluation failed: ${(e as Error).message}`);
+        }
+      } finally {
+        this.evaluating.delete(key); // before advance(), which queues the retry of a failed evaluation
       }
-      this.evaluating.delete(key);
       this.advance(study.id);
-    });
+    };
+    this.evaluations = this.evaluations.then(job).catch((e: Error) => this.o.log.error({ study: study.id, cell: r.hash, err: e.message }, 'study evaluation step failed'));
   }
 
   /** Every cell is evaluated or failed: the report (when a cell was evaluated) and the study's end. */
@@ -280,8 +292,9 @@ export class StudyManager {
       let cause: string | null = failed > 0 ? `${failed} of ${cells.length} cell(s) failed` : null;
       if (completed > 0) {
         try {
-          report = (await studyReport(study.dir, (args) => this.o.pythonJson(args))).report;
+          report = (await studyReport(study.dir, (args) => this.python(args))).report;
         } catch (e) {
+          if (this.closed) return; // redone at the next start
           this.o.log.error({ study: study.id, err: (e as Error).message }, 'study report failed');
           cause = `report failed: ${(e as Error).message}`;
         }
