@@ -3,12 +3,14 @@
 // submitted through the SDK. The service is closed mid-study and started again on the same data
 // directory (with a token this time): the study resumes from its store, no cell is trained twice,
 // no evaluated cell is evaluated again. Then `dmfr study run SPEC --server URL --json` submits the
-// same spec: every cell is reused (nothing trains), and its last line is the local run's.
+// same spec: every cell is reused (nothing trains), and its last line is the local run's. The
+// dashboard's study page shows the cells and the report (headless Chromium, when there is one).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
+import { chromium } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../ts/controller/launch.ts';
 import { Client, type StudyInfo, type StudySpecBody } from '../../ts/sdk/client.ts';
@@ -37,6 +39,7 @@ eval: { protocols: [general], fars: [1e-2], similarity: false }
 `;
 
 const silent = pino({ level: 'silent' });
+const CHROMIUM = process.env.DMFR_CHROMIUM ?? '/usr/bin/chromium';
 
 async function until(client: () => Client, id: string, done: (s: StudyInfo) => boolean, ms: number): Promise<StudyInfo> {
   const t0 = Date.now();
@@ -124,5 +127,28 @@ describe.skipIf(!HAVE_PYTHON)('studies through the service', () => {
       p.once('exit', () => resolve(out));
     });
     expect(status).toContain('4/4 evaluated, 0 failed');
+
+    // 3. The dashboard (headless Chromium, when there is one): the study on the index, linking to
+    //    its page, which shows every cell and the report's tables.
+    if (!existsSync(CHROMIUM)) return void console.warn(`study dashboard check skipped: no Chromium at ${CHROMIUM}`);
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
+    try {
+      const page = await browser.newPage();
+      await page.goto(`${url}/?access_token=study-token`);
+      const row = page.locator(`#studies tr[data-id="${created.id}"]`);
+      await row.waitFor({ timeout: 20_000 });
+      expect(await row.locator('a').getAttribute('href')).toBe(`/ui/studies/${created.id}?access_token=study-token`);
+      await page.goto(`${url}/ui/studies/${created.id}?access_token=study-token`);
+      await page.locator('#report-arms').waitFor({ timeout: 20_000 });
+      expect(await page.locator('#state').textContent()).toBe('completed');
+      expect(await page.locator('#cells tbody tr td:nth-child(5)').allTextContents()).toEqual(['evaluated', 'evaluated', 'evaluated', 'evaluated']);
+      const links = await page.locator('#cells tbody tr td:nth-child(6) a').evaluateAll((as) => as.map((a) => a.getAttribute('href')));
+      expect(links).toEqual(end.cells.map((c) => `/ui/experiments/${c.experiment_id}?access_token=study-token`));
+      expect(await page.locator('#report-arms tbody tr td:first-child').allTextContents()).toEqual(['mix', 'filter']);
+      expect(await page.locator('#report-arms thead th').allTextContents()).toEqual(['arm', 'n', 'general@1e-2']);
+      expect(await page.locator('#comparisons tbody tr td:first-child').allTextContents()).toContain('filter');
+    } finally {
+      await browser.close();
+    }
   }, 80 * 60_000);
 });
