@@ -9,6 +9,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createService, type Service } from '../../ts/service/service.ts';
 import type { StudyFile } from '../../ts/study/state.ts';
+import { HAVE_PYTHON } from './helpers.ts';
 
 const TINY = {
   name: 'tiny',
@@ -111,4 +112,41 @@ describe('studies API', () => {
     expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(['/studies', '/studies/{id}', '/studies/{id}/cancel']));
     expect(Object.keys(spec.components.schemas)).toEqual(expect.arrayContaining(['CreateStudy', 'Study', 'StudyCell', 'StudyList']));
   });
+});
+
+describe.skipIf(!HAVE_PYTHON)('a failing study cell', () => {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'dmfr-study-fail-'));
+  let service: Service | undefined;
+  afterAll(async () => {
+    await service?.close(5000);
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('is retried once as a new experiment, then failed with its cause; the study fails without a report', async () => {
+    service = await createService({ dataDir, cpuSlots: 1, logger: pino({ level: 'silent' }) });
+    // A dataset folder that does not exist: the spec is valid, the ranks fail building the data
+    // (an input error: the experiment is not restarted, it goes to ERROR at once).
+    const missing = path.join(dataDir, 'no-such-folder');
+    const res = await service.app.inject({
+      method: 'POST',
+      url: '/studies',
+      payload: { name: 'bad', base: { preset: 'quick', steps: 4, nproc: 1 }, arms: [{ name: 'missing', method: 'mix', 'data.kind': 'folder', 'data.path': missing }], eval: { verification: [] } },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    const id = res.json().id;
+    const t0 = Date.now();
+    let study = res.json();
+    while (study.state === 'running' && Date.now() - t0 < 10 * 60_000) {
+      await new Promise((r) => setTimeout(r, 500));
+      study = (await service.app.inject(`/studies/${id}`)).json();
+    }
+    expect(study).toMatchObject({ state: 'failed', cause: 'no cell was evaluated', counts: { cells: 1, completed: 0, failed: 1 }, report: null, report_path: null });
+    const [cell] = study.cells;
+    expect(cell).toMatchObject({ arm: 'missing', state: 'failed', attempts: 2 });
+    expect(cell.experiments).toHaveLength(2);
+    expect(cell.cause).toContain('no-such-folder');
+    for (const e of cell.experiments) expect((await service.app.inject(`/experiments/${e}`)).json().state).toBe('ERROR');
+    const file = JSON.parse(readFileSync(path.join(study.dir, 'study.json'), 'utf8')) as StudyFile;
+    expect(file.cells[0]).toMatchObject({ state: 'failed', attempts: 2, runs: cell.experiments });
+  }, 12 * 60_000);
 });
