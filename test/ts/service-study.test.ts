@@ -5,6 +5,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import fc from 'fast-check';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createService, type Service } from '../../ts/service/service.ts';
@@ -106,6 +107,32 @@ describe('studies API', () => {
     expect(again.statusCode).toBe(409);
     expect(again.json()).toMatchObject({ code: 'illegal_transition', state: 'canceled' });
   });
+
+  it('answers any spec mutation with 201 or a 400 naming a key, never a 5xx', async () => {
+    // The tiny spec with one key (top level, in an arm, in base or eval) replaced by arbitrary JSON.
+    const keys: Array<Array<string | number>> = [...Object.keys(TINY), 'base_dir', 'colour'].map((k): Array<string | number> => [k]).concat(
+      ['name', 'method', 'train.steps', 'data.procedural', 'head', 'sampler.ratio'].map((k) => ['arms', 0, k]),
+      ['preset', 'steps', 'nproc', 'config', 'model'].map((k) => ['base', k]),
+      ['protocols', 'fars', 'verification', 'templates', 'similarity'].map((k) => ['eval', k]),
+    );
+    const mutation = fc.record({ at: fc.constantFrom(...keys), value: fc.oneof(fc.jsonValue({ maxDepth: 3 }), fc.constantFrom<unknown>(-1, 0, 2 ** 53, 1e300, '', '..', '/etc/passwd', [], {}, [[]], null)) });
+    const seen = new Set<number>();
+    await fc.assert(
+      fc.asyncProperty(mutation, async ({ at, value }) => {
+        const body = structuredClone(TINY) as Record<string, unknown>;
+        let cur = body as Record<string | number, unknown>;
+        for (const k of at.slice(0, -1)) cur = cur[k] as Record<string | number, unknown>;
+        cur[at.at(-1)!] = value;
+        const res = await post(body);
+        seen.add(res.statusCode);
+        const where = `${JSON.stringify(at)} = ${JSON.stringify(value)?.slice(0, 200)} → ${res.statusCode} ${res.body.slice(0, 300)}`;
+        expect([201, 400], where).toContain(res.statusCode);
+        if (res.statusCode === 400) expect(['invalid_config', 'invalid_request'], where).toContain(res.json().code);
+      }),
+      { numRuns: 150, seed: Number(process.env.DMFR_FUZZ_SEED ?? Date.now() % 2 ** 31) },
+    );
+    expect([...seen].sort()).toEqual([201, 400]); // past validation too, not only refusals
+  }, 120_000);
 
   it('documents the routes and schemas in /openapi.json', async () => {
     const spec = (await service.app.inject('/openapi.json')).json();
