@@ -134,6 +134,26 @@ describe('studies API', () => {
     expect([...seen].sort()).toEqual([201, 400]); // past validation too, not only refusals
   }, 120_000);
 
+  it("trains each seed's pretraining run first, once for every study that needs it", async () => {
+    const spec = { ...TINY, name: 'pre', pretrain: { method: 'real', steps: 2 } };
+    const first = (await post(spec)).json();
+    expect(first.pretrain.map((p: { arm: string; seed: number; state: string }) => [p.arm, p.seed, p.state])).toEqual([['pretrain', 0, 'training'], ['pretrain', 1, 'training']]);
+    // The cells wait for their seed's pretraining run: no experiment yet.
+    expect(first.cells.map((c: { state: string; experiment_id: string | null }) => [c.state, c.experiment_id])).toEqual(Array(4).fill(['pending', null]));
+    for (const p of first.pretrain) {
+      const e = (await service.app.inject(`/experiments/${p.experiment_id}`)).json();
+      expect(e).toMatchObject({ name: `pre/pretrain/seed${p.seed}`, state: 'QUEUED', config: { seed: p.seed, method: { name: 'real' }, train: { steps: 2 } } });
+    }
+    const before = (await service.app.inject('/experiments')).json().total;
+    // A second study with the same pretraining stage joins the same runs (same config hash).
+    const second = (await post({ ...spec, name: 'pre2' })).json();
+    expect(second.pretrain.map((p: { hash: string; experiment_id: string }) => [p.hash, p.experiment_id])).toEqual(first.pretrain.map((p: { hash: string; experiment_id: string }) => [p.hash, p.experiment_id]));
+    expect((await service.app.inject('/experiments')).json().total).toBe(before);
+    // Canceling it leaves the runs the first study still waits on.
+    expect((await service.app.inject({ method: 'POST', url: `/studies/${second.id}/cancel` })).statusCode).toBe(202);
+    for (const p of first.pretrain) expect((await service.app.inject(`/experiments/${p.experiment_id}`)).json().state).toBe('QUEUED');
+  });
+
   it('documents the routes and schemas in /openapi.json', async () => {
     const spec = (await service.app.inject('/openapi.json')).json();
     expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(['/studies', '/studies/{id}', '/studies/{id}/cancel']));

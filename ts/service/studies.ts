@@ -204,17 +204,19 @@ export class StudyManager {
       if (r.failures >= ATTEMPTS) return;
     }
     if (existsSync(finalCheckpoint(r.run_dir, steps))) return this.update(r, { state: 'trained', cause: null });
-    // The same config trained (or training) for another study: not trained again.
-    if (r.failures === 0) {
-      for (const other of this.o.studies.sameHash(r)) {
-        const exp = other.experiment_id ? this.o.store.getExperiment(other.experiment_id) : undefined;
-        const active = exp !== undefined && !TERMINAL.has(exp.state);
-        if (!active && existsSync(finalCheckpoint(other.run_dir, steps))) {
-          this.update(r, { run_dir: other.run_dir, state: 'trained', cause: null });
-          this.reuseEvaluation(study, r, other);
-          return;
-        }
-        if (active) return this.update(r, { run_dir: other.run_dir, experiment_id: exp.id, experiments: [...r.experiments, exp.id], state: 'training' });
+    // The same config trained (or training) for another study: not trained again. (Also after a
+    // failure: two studies waiting on one pretraining run that failed retry it as one experiment,
+    // the second joining the first's retry, never two runs in one directory.)
+    for (const other of this.o.studies.sameHash(r)) {
+      const exp = other.experiment_id ? this.o.store.getExperiment(other.experiment_id) : undefined;
+      const active = exp !== undefined && !TERMINAL.has(exp.state);
+      if (!active && existsSync(finalCheckpoint(other.run_dir, steps))) {
+        this.update(r, { run_dir: other.run_dir, state: 'trained', cause: null });
+        this.reuseEvaluation(study, r, other);
+        return;
+      }
+      if (active && !r.experiments.includes(exp.id)) {
+        return this.update(r, { run_dir: other.run_dir, experiment_id: exp.id, experiments: [...r.experiments, exp.id], state: 'training' });
       }
     }
     const id = newId('exp');
