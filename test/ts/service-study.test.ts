@@ -106,6 +106,10 @@ describe('studies API', () => {
     const again = await service.app.inject({ method: 'POST', url: `/studies/${study.id}/cancel` });
     expect(again.statusCode).toBe(409);
     expect(again.json()).toMatchObject({ code: 'illegal_transition', state: 'canceled' });
+    // Deleting a cell's experiment keeps the study's cell directory.
+    const cell = got.cells[0];
+    expect((await service.app.inject({ method: 'DELETE', url: `/experiments/${cell.experiment_id}` })).statusCode).toBe(204);
+    expect(existsSync(path.join(got.dir, 'cells', cell.hash, 'cell.json'))).toBe(true);
   });
 
   it('answers any spec mutation with 201 or a 400 naming a key, never a 5xx', async () => {

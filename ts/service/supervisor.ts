@@ -266,7 +266,9 @@ export class Supervisor {
     if (ACTIVE.has(row.state) || this.live.has(id)) throw conflict(`experiment ${id} is ${row.state}; stop it before deleting`, row.state);
     this.scheduler.dequeue(id);
     this.store.deleteExperiment(id);
-    rmSync(row.run_dir, { recursive: true, force: true });
+    // A study cell's run directory (studies/<id>/cells/<hash>) belongs to the study: its metrics,
+    // checkpoints and report stay; only an experiment's own directory goes with it.
+    if (path.resolve(row.run_dir) === path.resolve(this.runDir(id))) rmSync(row.run_dir, { recursive: true, force: true });
   }
 
   /** Keep the latest N and the best K checkpoints; delete the others' files. */
