@@ -195,6 +195,7 @@ describe.skipIf(!HAVE_PYTHON)('a failing study cell', () => {
     const [cell] = study.cells;
     expect(cell).toMatchObject({ arm: 'missing', state: 'failed', attempts: 2 });
     expect(cell.experiments).toHaveLength(2);
+    expect(cell.experiment_id).toBe(cell.experiments[1]);
     expect(cell.cause).toContain('no-such-folder');
     for (const e of cell.experiments) expect((await service.app.inject(`/experiments/${e}`)).json().state).toBe('ERROR');
     const file = JSON.parse(readFileSync(path.join(study.dir, 'study.json'), 'utf8')) as StudyFile;

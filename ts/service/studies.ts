@@ -191,7 +191,9 @@ export class StudyManager {
     if (r.state !== 'pending' && r.state !== 'training') return;
     const steps = (r.config as unknown as RunConfig).train.steps;
     const own = this.cellDir(study, r);
-    if (r.experiment_id) {
+    // 'training' follows experiment_id; once its end is counted the cell is pending (or failed)
+    // and experiment_id stays, naming the last experiment, until a new one replaces it.
+    if (r.experiment_id && r.state === 'training') {
       const exp = this.o.store.getExperiment(r.experiment_id);
       if (exp && !TERMINAL.has(exp.state)) return; // still queued or training
       if (exp?.state === 'COMPLETED' && existsSync(finalCheckpoint(r.run_dir, steps))) return this.update(r, { state: 'trained', cause: null });
@@ -200,7 +202,7 @@ export class StudyManager {
         : exp.state === 'COMPLETED'
           ? `experiment ${exp.id} completed but ${finalCheckpoint(r.run_dir, steps)} is missing`
           : `experiment ${exp.id} ended ${exp.state}${exp.cause ? `: ${exp.cause}` : ''}`;
-      this.fail(r, cause, { experiment_id: null, run_dir: own, state: 'pending' });
+      this.fail(r, cause, { run_dir: own, state: 'pending' });
       if (r.failures >= ATTEMPTS) return;
     }
     if (existsSync(finalCheckpoint(r.run_dir, steps))) return this.update(r, { state: 'trained', cause: null });
