@@ -10,7 +10,9 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createService, type Service } from '../../ts/service/service.ts';
 import type { StudyFile } from '../../ts/study/state.ts';
-import { HAVE_PYTHON } from './helpers.ts';
+import { loadConfig } from '../../ts/config/load.ts';
+import { ServiceStore } from '../../ts/service/db.ts';
+import { HAVE_PYTHON, waitFor } from './helpers.ts';
 
 const TINY = {
   name: 'tiny',
@@ -201,4 +203,35 @@ describe.skipIf(!HAVE_PYTHON)('a failing study cell', () => {
     const file = JSON.parse(readFileSync(path.join(study.dir, 'study.json'), 'utf8')) as StudyFile;
     expect(file.cells[0]).toMatchObject({ state: 'failed', attempts: 2, runs: cell.experiments });
   }, 12 * 60_000);
+});
+
+describe('a restarted service', () => {
+  it('completes, without launching ranks, an experiment whose final checkpoint was written before the restart', async () => {
+    // What a study cell meets when the service stops right after the cell's last step: the
+    // experiment was RUNNING, its final checkpoint is on disk. Launched again, it would have no step
+    // left to plan and its ranks would wait forever.
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'dmfr-final-'));
+    const store = new ServiceStore(path.join(dataDir, 'dmfr.sqlite'));
+    const runDir = path.join(dataDir, 'experiments', 'exp-final');
+    store.createExperiment({ id: 'exp-final', name: 'final', config: loadConfig({ preset: 'quick', steps: 4, nproc: 1 }), priority: 0, nproc: 1, maxRestarts: 2, runDir, checkpointPolicy: null });
+    store.transition('exp-final', 'QUEUED', 'STARTING');
+    store.transition('exp-final', 'STARTING', 'RUNNING');
+    mkdirSync(path.join(runDir, 'checkpoints'), { recursive: true });
+    const ckpt = path.join(runDir, 'checkpoints', 'step-00000004.pt');
+    writeFileSync(ckpt, 'final');
+    store.addCheckpoint('exp-final', { step: 4, path: ckpt, bytes: 5 });
+    store.close();
+    const service = await createService({ dataDir, cpuSlots: 1, logger: pino({ level: 'silent' }) });
+    try {
+      await waitFor(() => service.store.getExperiment('exp-final')?.state === 'COMPLETED', 5000, 'the experiment to complete');
+      const states = service.store.eventsAfter('exp-final', 0).filter((e) => e.kind === 'state').map((e) => e.data.to);
+      expect(states).toEqual(['QUEUED', 'STARTING', 'RUNNING', 'RESTARTING', 'STARTING', 'RUNNING', 'STOPPING_COMPLETED', 'COMPLETED']);
+      expect(service.store.getExperiment('exp-final')!.summary).toMatchObject({ status: 'completed', steps: 4 });
+      expect(existsSync(path.join(runDir, 'ranks.log'))).toBe(false);
+      expect(service.scheduler.snapshot().free).toEqual([0]);
+    } finally {
+      await service.close(1000);
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
 });

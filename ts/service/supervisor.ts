@@ -107,16 +107,29 @@ export class Supervisor {
     for (const placement of this.scheduler.schedule()) void this.start(placement);
   }
 
-  private latestCheckpoint(id: string): string | null {
+  private latestCheckpoint(id: string): { path: string; step: number } | null {
     const kept = this.store.checkpoints(id).filter((c) => existsSync(c.path));
-    return kept.length ? kept[kept.length - 1]!.path : null;
+    return kept.length ? kept[kept.length - 1]! : null;
   }
 
   private async start(p: Placement): Promise<void> {
     const id = p.runId;
     const row = this.get(id);
     this.move(id, row.state, 'STARTING', { devices: p.devices, cause: null });
-    const resumeFrom = row.state === 'QUEUED' ? null : this.latestCheckpoint(id);
+    const latest = row.state === 'QUEUED' ? null : this.latestCheckpoint(id);
+    const steps = (row.config as { train?: { steps?: number } }).train?.steps;
+    if (latest && steps !== undefined && latest.step >= steps) {
+      // The final checkpoint was written but the attempt ended (a service restart) before it
+      // settled: the training is done. A launch would plan no step, and its ranks would wait
+      // for a plan that never comes.
+      this.scheduler.release(id);
+      this.move(id, 'STARTING', 'RUNNING');
+      this.move(id, 'RUNNING', 'STOPPING_COMPLETED', { summary: { status: 'completed', steps: latest.step, final_loss: null, cause: 'its final checkpoint was written before the attempt ended: nothing left to train' } });
+      this.move(id, 'STOPPING_COMPLETED', 'COMPLETED', { pid: null, devices: null });
+      this.pump();
+      return;
+    }
+    const resumeFrom = latest?.path ?? null;
     let run: LaunchedRun;
     try {
       run = await this.launcher({
