@@ -16,6 +16,6 @@ export { Store, TERMINAL_STATES, type RunState, type RunRow, type TransitionRow,
 export * as wire from './wire/index.ts';
 export { createSampler, SamplerError, type Sampler, type DatasetMeta, type PlanChunk, type GlobalBatch } from './sampler/index.ts';
 export { log } from './log.ts';
-export { Client, ApiRequestError, type LiveEvent, type ExperimentInfo, type CreateExperimentBody } from './sdk/client.ts';
+export { Client, ApiRequestError, type LiveEvent, type ExperimentInfo, type CreateExperimentBody, type StudyInfo, type StudyCellInfo, type StudySpecBody } from './sdk/client.ts';
 export { createService, serve, type Service, type ServiceOptions } from './service/service.ts';
 export { PythonHelpers, PythonCallError } from './pyhelpers.ts';

@@ -1,6 +1,6 @@
 // `dmfr serve [--host 127.0.0.1] [--port 8080] [--data-dir DIR] [--data-root DIR]… [--token-file FILE] [--cpu-slots N]`
-import { readFileSync } from 'node:fs';
 import { serve, ServiceConfigError } from '../service/service.ts';
+import { readTokenFile } from './token.ts';
 import { parseCommandLine, UsageError } from './usage.ts';
 
 export const SERVE_USAGE = `usage: dmfr serve [--host 127.0.0.1] [--port 8080] [--data-dir DIR] [--data-root DIR]… [--token-file FILE] [--cpu-slots N]
@@ -14,14 +14,7 @@ function readToken(values: { token?: string; 'token-file'?: string }): string | 
   if (values.token !== undefined && values['token-file'] !== undefined) throw new UsageError('give --token-file or --token, not both');
   let token: string | undefined;
   if (values['token-file'] !== undefined) {
-    let text: string;
-    try {
-      text = readFileSync(values['token-file'], 'utf8');
-    } catch (e) {
-      throw new UsageError(`--token-file: cannot read ${values['token-file']} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-    }
-    token = text.split('\n')[0]!.trim();
-    if (!token) throw new UsageError(`--token-file: ${values['token-file']} has an empty first line`);
+    token = readTokenFile(values['token-file']);
   } else if (values.token !== undefined) {
     process.stderr.write('dmfr serve: warning: --token puts the token in the process list (ps); use --token-file FILE or DMFR_TOKEN\n');
     token = values.token;

@@ -1,16 +1,23 @@
-// `dmfr study run SPEC.yaml [--out DIR] [--parallel N] [--json]`, `dmfr study report DIR [--json]`,
-// `dmfr study status DIR` (docs/studies.md).
+// `dmfr study run SPEC.yaml [--out DIR] [--parallel N] [--json]`, `dmfr study run SPEC.yaml --server
+// URL [--token-file FILE] [--json]`, `dmfr study report DIR [--json]`, `dmfr study status DIR`
+// (docs/studies.md).
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { readConfigFile } from '../config/load.ts';
+import { ApiRequestError, Client, type StudyCellInfo, type StudyInfo, type StudySpecBody } from '../sdk/client.ts';
 import { runPythonJson } from '../service/python-cli.ts';
 import { StudyRunner, type StudySummary } from '../study/runner.ts';
 import { readStudySpec } from '../study/spec.ts';
 import { checkpointStep, latestCheckpoint, readJson, readStudyFile, type CellRecord } from '../study/state.ts';
+import { clientToken } from './token.ts';
 import { parseCommandLine, UsageError } from './usage.ts';
 
 export const STUDY_USAGE = `usage: dmfr study run SPEC.yaml [--out DIR] [--parallel N] [--json]
+       dmfr study run SPEC.yaml --server URL [--token-file FILE] [--json]
        dmfr study report DIR [--json]
-       dmfr study status DIR`;
+       dmfr study status DIR
+  --server: the service runs the study (its queue, its data directory); the token comes from
+  --token-file FILE (its first line) or $DMFR_TOKEN.`;
 
 function positiveInt(flag: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -29,12 +36,16 @@ export const studyOptions = () =>
     out: { type: 'string' },
     parallel: { type: 'string' },
     json: { type: 'boolean', default: false },
+    server: { type: 'string' },
+    'token-file': { type: 'string' },
   }) as const;
 
 async function studyRun(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommandLine(argv, studyOptions());
   if (positionals.length !== 1) throw new UsageError(`expected one spec file, got ${positionals.length ? positionals.join(' ') : 'none'}`);
-  const spec = readStudySpec(positionals[0]!);
+  const spec = readStudySpec(positionals[0]!); // spec errors name the file, before anything is sent
+  if (values.server !== undefined) return studyRunOnServer(positionals[0]!, spec.name, values);
+  if (values['token-file'] !== undefined) throw new UsageError('--token-file goes with --server');
   const runner = new StudyRunner({ spec, outDir: values.out, parallel: positiveInt('--parallel', values.parallel) });
   const total = runner.cells.length;
   process.stderr.write(`study ${spec.name}: ${total} cells in ${runner.outDir}\n`);
@@ -62,6 +73,75 @@ async function studyRun(argv: string[]): Promise<number> {
     process.stdout.write(`${JSON.stringify(summary)}\n`);
   } else process.stdout.write(line);
   return summary.status === 'completed' ? 0 : summary.status === 'canceled' ? 130 : 1;
+}
+
+/** Whether the spec names files (resolved on the service host from base_dir, as a local run takes
+ *  them from the spec file's directory). */
+function namesFiles(raw: Record<string, unknown>): boolean {
+  const base = raw.base as Record<string, unknown> | undefined;
+  const ev = raw.eval as Record<string, unknown> | undefined;
+  return typeof base?.config === 'string' || [ev?.verification, ev?.templates].some((l) => Array.isArray(l) && l.length > 0);
+}
+
+const cellLine = (c: StudyCellInfo) => `  ${c.arm} ${JSON.stringify(c.levels)} seed ${c.seed} (${c.hash})`;
+
+/** `study run --server`: submits the spec, follows the study until it ends, prints what a local run prints. */
+async function studyRunOnServer(file: string, name: string, values: { server?: string; 'token-file'?: string; json: boolean; out?: string; parallel?: string }): Promise<number> {
+  if (values.out !== undefined || values.parallel !== undefined) {
+    throw new UsageError('--out and --parallel are for a local run: with --server the study lives in the service\'s data directory and its queue places the cells');
+  }
+  const client = new Client(values.server!, { token: clientToken(values['token-file']) });
+  const raw = readConfigFile(file);
+  let study: StudyInfo;
+  try {
+    study = await client.createStudy(raw as unknown as StudySpecBody, namesFiles(raw) ? { baseDir: dirname(resolve(file)) } : {});
+  } catch (e) {
+    if (!(e instanceof ApiRequestError) || e.status !== 400) throw e;
+    process.stderr.write(`dmfr study run: ${file}: the service refused the spec: ${e.message}\n`);
+    return 2;
+  }
+  process.stderr.write(`study ${name}: ${study.counts.cells} cells on ${values.server} (study ${study.id}, ${study.dir})\n`);
+  // Ctrl-C stops following; the study goes on in the service (POST /studies/{id}/cancel ends it).
+  let interrupted = false;
+  const onSignal = () => (interrupted = true);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const seen = new Map<string, string>();
+  const pollMs = Number(process.env.DMFR_STUDY_POLL_MS ?? 2000);
+  try {
+    for (;;) {
+      for (const c of [...study.pretrain, ...study.cells]) {
+        const key = `${c.arm}/${c.hash}/${JSON.stringify(c.levels)}`;
+        const was = seen.get(key);
+        seen.set(key, `${c.state}/${c.experiment_id}`);
+        if (was === `${c.state}/${c.experiment_id}`) continue;
+        if (c.state === 'training') process.stderr.write(`${cellLine(c)}: training (experiment ${c.experiment_id})\n`);
+        else if (c.state === 'evaluated' || c.state === 'failed' || (c.state === 'trained' && c.arm === 'pretrain')) {
+          process.stderr.write(`${cellLine(c)}: ${c.state}${c.cause ? ` — ${c.cause}` : ''}\n`);
+        }
+      }
+      if (study.state !== 'running' || interrupted) break;
+      await new Promise((r) => setTimeout(r, pollMs));
+      study = await client.getStudy(study.id);
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  if (interrupted && study.state === 'running') {
+    process.stderr.write(`study ${name}: no longer followed; it goes on in the service (study ${study.id}; POST ${values.server}/studies/${study.id}/cancel ends it)\n`);
+    return 130;
+  }
+  const sentences = (study.report as { sentences?: string[] } | null)?.sentences;
+  if (sentences) process.stderr.write(`${sentences.map((s) => `- ${s}`).join('\n')}\n`);
+  const status: StudySummary['status'] = study.state === 'completed' ? 'completed' : study.state === 'canceled' ? 'canceled' : 'failed';
+  const summary: StudySummary = { status, cells: study.counts.cells, completed: study.counts.completed, failed: study.counts.failed, report: study.report_path };
+  const line = `study ${name} ${status}: ${summary.completed}/${summary.cells} cells evaluated, ${summary.failed} failed${study.cause && status !== 'completed' ? ` (${study.cause})` : ''}${summary.report ? `\n  ${summary.report}` : ''}\n`;
+  if (values.json) {
+    process.stderr.write(line);
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+  } else process.stdout.write(line);
+  return status === 'completed' ? 0 : status === 'canceled' ? 130 : 1;
 }
 
 function cellCounts(dir: string): Omit<StudySummary, 'report' | 'status'> & { status: StudySummary['status'] } {

@@ -3,13 +3,28 @@
 import type { Static } from '@sinclair/typebox';
 import type { JoinInfo } from '../controller/nodes.ts';
 import { TERMINAL, type State } from '../service/states.ts';
-import type { Checkpoint, CheckpointPolicy, CreateDataset, CreateEvaluation, CreateExperiment, Dataset, Evaluation, Experiment, MetricSeries } from '../service/schemas.ts';
+import type { Checkpoint, CheckpointPolicy, CreateDataset, CreateEvaluation, CreateExperiment, Dataset, Evaluation, Experiment, MetricSeries, Study, StudyCell } from '../service/schemas.ts';
 
 export type ExperimentInfo = Static<typeof Experiment>;
 export type CreateExperimentBody = Static<typeof CreateExperiment>;
 export type EvaluationInfo = Static<typeof Evaluation>;
 export type CheckpointInfo = Static<typeof Checkpoint>;
 export type DatasetInfo = Static<typeof Dataset>;
+export type StudyInfo = Static<typeof Study>;
+export type StudyCellInfo = Static<typeof StudyCell>;
+
+/** A study spec as `dmfr study run` reads it from YAML (docs/studies.md, "The spec"); the service
+ *  validates it with the same code and names the key path of every problem (400 invalid_config). */
+export interface StudySpecBody {
+  name: string;
+  base?: Record<string, unknown>;
+  arms: Array<{ name: string } & Record<string, unknown>>;
+  seeds?: number[];
+  factors?: Record<string, unknown[]>;
+  baseline?: string;
+  pretrain?: Record<string, unknown>;
+  eval?: { protocols?: string[]; fars?: number[]; verification?: unknown[]; templates?: unknown[]; similarity?: boolean };
+}
 
 /** One live event of an experiment (SSE): a state transition, a step's metrics or a checkpoint. */
 export interface LiveEvent {
@@ -125,6 +140,28 @@ export class Client {
 
   registerDataset(body: Static<typeof CreateDataset>): Promise<DatasetInfo> {
     return this.request('POST', '/datasets', body);
+  }
+
+  /** Submits a study: its cells become queued experiments. `baseDir`: where the spec's relative
+   *  files are taken from on the service host (inside a data root). */
+  createStudy(spec: StudySpecBody, opts: { baseDir?: string } = {}): Promise<StudyInfo> {
+    return this.request('POST', '/studies', { ...spec, ...(opts.baseDir === undefined ? {} : { base_dir: opts.baseDir }) });
+  }
+
+  /** A study: its state, every cell (state, experiment, cause), counts, and report.json once written. */
+  getStudy(id: string): Promise<StudyInfo> {
+    return this.request('GET', `/studies/${encodeURIComponent(id)}`);
+  }
+
+  /** Studies, newest first (without their reports). */
+  listStudies(q: { state?: 'running' | 'completed' | 'failed' | 'canceled'; limit?: number; offset?: number } = {}): Promise<{ items: StudyInfo[]; total: number }> {
+    const qs = new URLSearchParams(Object.entries(q).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]));
+    return this.request('GET', `/studies${qs.size ? `?${qs}` : ''}`);
+  }
+
+  /** Ends a running study: its running experiments stop with a checkpoint. */
+  cancelStudy(id: string): Promise<StudyInfo> {
+    return this.request('POST', `/studies/${encodeURIComponent(id)}/cancel`);
   }
 
   /**

@@ -12,6 +12,11 @@ import { dashboardRoutes } from './routes/dashboard.ts';
 import { experimentRoutes } from './routes/experiments.ts';
 import { healthRoutes } from './routes/health.ts';
 import { metricRoutes } from './routes/metrics.ts';
+import { studyRoutes } from './routes/studies.ts';
+import { StudyStore } from './db.ts';
+import { StudyManager } from './studies.ts';
+import { unrepresentable } from './routes/experiments.ts';
+import pino from 'pino';
 import * as schemas from './schemas.ts';
 import { BODY_LIMIT, partAwareValidator, registerJsonParser } from './validation.ts';
 
@@ -95,7 +100,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   });
 
   for (const s of [ErrorBody, schemas.StateSchema, schemas.CheckpointPolicy, schemas.CreateExperiment, schemas.Experiment, schemas.ExperimentList,
-    schemas.MetricSeries, schemas.EventSchema, schemas.Checkpoint, schemas.EvaluationArgs, schemas.CreateEvaluation, schemas.Evaluation, schemas.CreateDataset, schemas.Dataset]) {
+    schemas.MetricSeries, schemas.EventSchema, schemas.Checkpoint, schemas.EvaluationArgs, schemas.CreateEvaluation, schemas.Evaluation, schemas.CreateDataset, schemas.Dataset,
+    schemas.CreateStudy, schemas.StudyCell, schemas.Study, schemas.StudyList]) {
     app.addSchema(s);
   }
 
@@ -158,6 +164,22 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(experimentRoutes, opts.context);
   await app.register(metricRoutes, opts.context);
   await app.register(artifactRoutes, opts.context);
+  const studyStore = opts.context.studyStore ?? new StudyStore(opts.context.store.db);
+  const studies = opts.context.studies ?? newStudyManager(opts.context, studyStore, opts.logger);
+  await app.register(studyRoutes, { ...opts.context, studyStore, studies });
   await app.register(dashboardRoutes, opts.context);
   return app;
+}
+
+/** The study manager of a context (createService makes its own and starts it after reconcile). */
+export function newStudyManager(ctx: ServiceContext, studyStore: StudyStore, logger?: FastifyBaseLogger): StudyManager {
+  return new StudyManager({
+    store: ctx.store,
+    studies: studyStore,
+    supervisor: ctx.supervisor,
+    bus: ctx.bus,
+    dataDir: ctx.dataDir,
+    log: (logger ?? pino({ level: 'silent' })) as pino.Logger,
+    unrepresentable,
+  });
 }

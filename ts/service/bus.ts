@@ -3,6 +3,9 @@
 import { EventEmitter } from 'node:events';
 import type { EventRow } from './db.ts';
 
+/** The channel of every event; not an experiment id (ids match ExperimentId, which has no '*'). */
+const ALL = Symbol('all');
+
 export class EventBus {
   private readonly emitter = new EventEmitter();
 
@@ -13,6 +16,13 @@ export class EventBus {
   /** Publish an event the store has just committed (as its write methods return it). */
   publish(row: EventRow): void {
     this.emitter.emit(row.experiment_id, row);
+    this.emitter.emit(ALL, row);
+  }
+
+  /** Every experiment's events (the study manager follows its cells' experiments this way). */
+  subscribeAll(listener: (row: EventRow) => void): () => void {
+    this.emitter.on(ALL, listener);
+    return () => this.emitter.off(ALL, listener);
   }
 
   subscribe(experimentId: string, listener: (row: EventRow) => void): () => void {

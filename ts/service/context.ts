@@ -1,7 +1,8 @@
 // What every route plugin receives: the stores, the live event bus and the supervisor.
 import type { EventBus } from './bus.ts';
-import type { ArtifactStore, ServiceStore } from './db.ts';
+import type { ArtifactStore, ServiceStore, StudyStore } from './db.ts';
 import type { PythonResult } from './python-cli.ts';
+import type { StudyManager } from './studies.ts';
 import type { Supervisor } from './supervisor.ts';
 
 export interface ServiceContext {
@@ -14,4 +15,8 @@ export interface ServiceContext {
   dataRoots: string[];
   /** Runs `python -m dmfr.cli ARGS… --json` (ts/service/python-cli.ts: the last stdout line). */
   pythonJson(args: string[]): Promise<PythonResult>;
+  /** Studies (ts/service/studies.ts); buildApp makes them over `store` when not given (createService
+   *  gives them, and starts the manager after the supervisor's reconcile). */
+  studyStore?: StudyStore;
+  studies?: StudyManager;
 }

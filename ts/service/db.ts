@@ -68,6 +68,38 @@ const MIGRATIONS: string[] = [
      info TEXT,
      created_at TEXT NOT NULL
    );`,
+  // 2: studies (docs/studies.md, "Through the service") and their cells, one row per distinct
+  // config hash of a study (kind 'cell') or per pretraining run it needs (kind 'pretrain').
+  `CREATE TABLE studies (
+     id TEXT PRIMARY KEY,
+     name TEXT NOT NULL,
+     spec TEXT NOT NULL,
+     layout TEXT NOT NULL,
+     state TEXT NOT NULL,
+     dir TEXT NOT NULL,
+     cause TEXT,
+     report TEXT,
+     created_at TEXT NOT NULL,
+     updated_at TEXT NOT NULL
+   );
+   CREATE TABLE study_cells (
+     study_id TEXT NOT NULL,
+     kind TEXT NOT NULL,
+     hash TEXT NOT NULL,
+     seed INTEGER NOT NULL,
+     pretrain TEXT,
+     config TEXT NOT NULL,
+     run_dir TEXT NOT NULL,
+     state TEXT NOT NULL,
+     attempts INTEGER NOT NULL DEFAULT 0,
+     failures INTEGER NOT NULL DEFAULT 0,
+     cause TEXT,
+     experiment_id TEXT,
+     experiments TEXT NOT NULL DEFAULT '[]',
+     PRIMARY KEY (study_id, kind, hash)
+   );
+   CREATE INDEX study_cells_by_experiment ON study_cells (experiment_id);
+   CREATE INDEX study_cells_by_hash ON study_cells (hash, kind);`,
 ];
 
 
@@ -327,5 +359,122 @@ export class ArtifactStore {
   datasets(): DatasetRow[] {
     const ids = this.db.prepare('SELECT id FROM datasets ORDER BY name').all() as { id: string }[];
     return ids.map((r) => this.dataset(r.id)!);
+  }
+}
+
+export type StudyState = 'running' | 'completed' | 'failed' | 'canceled';
+export type StudyCellState = 'pending' | 'training' | 'trained' | 'evaluated' | 'failed';
+
+/** Where each (arm, factor levels, seed) of a study lands: the cell of that config hash. */
+export interface StudyLayoutEntry {
+  arm: string;
+  levels: Record<string, unknown>;
+  seed: number;
+  hash: string;
+  pretrain: string | null;
+}
+
+export interface StudyRow {
+  id: string;
+  name: string;
+  /** The spec as submitted (the POST body). */
+  spec: Record<string, unknown>;
+  layout: StudyLayoutEntry[];
+  state: StudyState;
+  /** The study directory, the layout of a local study (docs/studies.md "On disk"). */
+  dir: string;
+  cause: string | null;
+  /** report.json once written. */
+  report: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface StudyCellRow {
+  study_id: string;
+  kind: 'cell' | 'pretrain';
+  hash: string;
+  seed: number;
+  /** The pretraining cell (hash) a cell starts from. */
+  pretrain: string | null;
+  config: Record<string, unknown>;
+  /** Where its training runs (or ran): its own cell directory, or the directory of another
+   *  study's cell of the same config hash that it reuses. */
+  run_dir: string;
+  state: StudyCellState;
+  /** Training experiments launched for it. */
+  attempts: number;
+  /** Failed attempts (training or evaluation): at 2 the cell is failed. */
+  failures: number;
+  cause: string | null;
+  /** The experiment that trains it now (or last did). */
+  experiment_id: string | null;
+  experiments: string[];
+}
+
+type RawStudy = Omit<StudyRow, 'spec' | 'layout'> & { spec: string; layout: string };
+type RawCell = Omit<StudyCellRow, 'config' | 'experiments'> & { config: string; experiments: string };
+
+const parseStudy = (r: RawStudy | undefined): StudyRow | undefined => r && { ...r, spec: JSON.parse(r.spec), layout: JSON.parse(r.layout) };
+const parseCell = (r: RawCell): StudyCellRow => ({ ...r, config: JSON.parse(r.config), experiments: JSON.parse(r.experiments) });
+
+/** Studies and their cells (ts/service/studies.ts drives them). */
+export class StudyStore {
+  constructor(private readonly db: Database.Database) {}
+
+  /** A study and all its cells, in one transaction: a study is stored whole or not at all. */
+  createStudy(s: Pick<StudyRow, 'id' | 'name' | 'spec' | 'layout' | 'dir'>, cells: Array<Omit<StudyCellRow, 'study_id' | 'state' | 'attempts' | 'failures' | 'cause' | 'experiment_id' | 'experiments'>>): StudyRow {
+    const at = now();
+    this.db.transaction(() => {
+      this.db
+        .prepare(`INSERT INTO studies (id, name, spec, layout, state, dir, created_at, updated_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)`)
+        .run(s.id, s.name, JSON.stringify(s.spec), JSON.stringify(s.layout), s.dir, at, at);
+      const put = this.db.prepare(
+        `INSERT INTO study_cells (study_id, kind, hash, seed, pretrain, config, run_dir, state) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')`,
+      );
+      for (const c of cells) put.run(s.id, c.kind, c.hash, c.seed, c.pretrain, JSON.stringify(c.config), c.run_dir);
+    })();
+    return this.study(s.id)!;
+  }
+
+  study(id: string): StudyRow | undefined {
+    return parseStudy(this.db.prepare('SELECT * FROM studies WHERE id = ?').get(id) as RawStudy | undefined);
+  }
+
+  studies(q: { state?: string; limit: number; offset: number }): { items: StudyRow[]; total: number } {
+    const where = q.state ? 'WHERE state = ?' : '';
+    const args = q.state ? [q.state] : [];
+    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM studies ${where}`).get(...args) as { n: number }).n;
+    const rows = this.db.prepare(`SELECT * FROM studies ${where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`).all(...args, q.limit, q.offset) as RawStudy[];
+    return { items: rows.map((r) => parseStudy(r)!), total };
+  }
+
+  setStudy(id: string, patch: Partial<Pick<StudyRow, 'state' | 'cause' | 'report'>>): void {
+    const keys = Object.keys(patch) as (keyof typeof patch)[];
+    if (!keys.length) return;
+    this.db.prepare(`UPDATE studies SET ${keys.map((k) => `${k} = ?`).join(', ')}, updated_at = ? WHERE id = ?`).run(...keys.map((k) => patch[k] ?? null), now(), id);
+  }
+
+  cells(studyId: string): StudyCellRow[] {
+    return (this.db.prepare(`SELECT * FROM study_cells WHERE study_id = ? ORDER BY kind DESC, rowid`).all(studyId) as RawCell[]).map(parseCell);
+  }
+
+  setCell(c: Pick<StudyCellRow, 'study_id' | 'kind' | 'hash'>, patch: Partial<Omit<StudyCellRow, 'study_id' | 'kind' | 'hash' | 'config'>>): void {
+    const keys = Object.keys(patch) as (keyof typeof patch)[];
+    if (!keys.length) return;
+    const value = (k: keyof typeof patch) => (k === 'experiments' ? JSON.stringify(patch[k]) : (patch[k] ?? null));
+    this.db
+      .prepare(`UPDATE study_cells SET ${keys.map((k) => `${k} = ?`).join(', ')} WHERE study_id = ? AND kind = ? AND hash = ?`)
+      .run(...keys.map(value), c.study_id, c.kind, c.hash);
+  }
+
+  /** The study ids whose cells an experiment trains. */
+  studiesOfExperiment(experimentId: string): string[] {
+    return (this.db.prepare('SELECT DISTINCT study_id FROM study_cells WHERE experiment_id = ?').all(experimentId) as { study_id: string }[]).map((r) => r.study_id);
+  }
+
+  /** Cells of other studies with the same config hash (for reuse), oldest first. */
+  sameHash(c: Pick<StudyCellRow, 'study_id' | 'kind' | 'hash'>): StudyCellRow[] {
+    return (this.db.prepare('SELECT * FROM study_cells WHERE hash = ? AND kind = ? AND study_id != ? ORDER BY rowid').all(c.hash, c.kind, c.study_id) as RawCell[]).map(parseCell);
   }
 }

@@ -35,10 +35,11 @@ export function lastJsonLine(text: string): Record<string, unknown> | null {
   }
 }
 
-export function runPythonJson(args: string[], timeoutMs = 30 * 60_000): Promise<PythonResult> {
+/** `signal` ends the child (SIGTERM) when aborted, e.g. a service shutting down mid-evaluation. */
+export function runPythonJson(args: string[], timeoutMs = 30 * 60_000, signal?: AbortSignal): Promise<PythonResult> {
   const verb = args.slice(0, 2).join(' ');
   return new Promise((resolve, reject) => {
-    const child = spawn(pythonExecutable(), ['-m', 'dmfr.cli', ...args], { cwd: REPO_ROOT, env: pythonEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(pythonExecutable(), ['-m', 'dmfr.cli', ...args], { cwd: REPO_ROOT, env: pythonEnv(), stdio: ['ignore', 'pipe', 'pipe'], signal });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4_000_000)));

@@ -177,3 +177,73 @@ export const Dataset = Type.Object(
   { id: Type.String(), name: Type.String(), path: Type.String(), info: Type.Unknown(), created_at: Type.String() },
   { $id: 'Dataset' },
 );
+
+/** A study spec (docs/studies.md, "The spec") as JSON: the keys of the YAML spec, checked by the
+ *  same validator as `dmfr study run` (ts/study/spec.ts parseStudySpec), which names the key path
+ *  of every problem; here only their shapes are sketched, for the docs. */
+export const CreateStudy = Type.Object(
+  {
+    name: Type.Optional(Type.Unknown({ description: "the study's name: letters, digits, '.', '_' or '-'" })),
+    base: Type.Optional(Type.Unknown({ description: 'the config every cell starts from: preset, config (a file), method, steps, nproc, config paths' })),
+    arms: Type.Optional(Type.Unknown({ description: 'a non-empty list of { name, overrides… }' })),
+    seeds: Type.Optional(Type.Unknown({ description: 'distinct integers (default [0])' })),
+    factors: Type.Optional(Type.Unknown({ description: 'config.path: [level, …], crossed with the arms' })),
+    baseline: Type.Optional(Type.Unknown({ description: 'the arm every other arm is compared with' })),
+    pretrain: Type.Optional(Type.Unknown({ description: 'overrides of a per-seed pretraining run every arm starts from' })),
+    eval: Type.Optional(Type.Unknown({ description: 'protocols, fars, verification, templates, similarity' })),
+    base_dir: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'where relative files of the spec are taken from (default the data directory); inside a data root' })),
+  },
+  // Unknown keys reach the spec validator, which names them with the keys it expects.
+  { $id: 'CreateStudy', additionalProperties: true },
+);
+export type CreateStudy = Static<typeof CreateStudy>;
+
+const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
+
+export const StudyCell = Type.Object(
+  {
+    arm: Type.String({ description: "the arm's name, or 'pretrain'" }),
+    levels: Type.Record(Type.String(), Type.Unknown(), { description: 'factor path → level' }),
+    seed: Type.Integer(),
+    hash: Type.String({ description: "the resolved config's hash: the cell's key" }),
+    state: Type.String({ description: 'pending | training | trained | evaluated | failed' }),
+    attempts: Type.Integer({ description: 'training experiments launched' }),
+    experiment_id: Nullable(Type.String({ description: 'the experiment that trains it (or last did)' })),
+    experiments: Type.Array(Type.String()),
+    cause: Nullable(Type.String()),
+  },
+  { $id: 'StudyCell' },
+);
+
+export const Study = Type.Object(
+  {
+    id: Type.String(),
+    name: Type.String(),
+    state: Type.String({ description: 'running | completed | failed | canceled' }),
+    cause: Nullable(Type.String()),
+    dir: Type.String({ description: 'the study directory on the service host (dmfr study report|status DIR)' }),
+    counts: Type.Object({ cells: Type.Integer(), completed: Type.Integer(), failed: Type.Integer() }),
+    cells: Type.Array(Type.Ref(StudyCell)),
+    pretrain: Type.Array(Type.Ref(StudyCell)),
+    report_path: Nullable(Type.String({ description: 'report.json on the service host, once written' })),
+    report: Type.Unknown({ description: 'report.json (arms[], comparisons[], interactions[], sentences[]) once written, else null' }),
+    created_at: Type.String(),
+    updated_at: Type.String(),
+  },
+  { $id: 'Study' },
+);
+export type Study = Static<typeof Study>;
+
+export const StudyList = Type.Object(
+  { items: Type.Array(Type.Ref(Study)), total: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() },
+  { $id: 'StudyList' },
+);
+
+export const StudyListQuery = Type.Object(
+  {
+    state: Type.Optional(Type.Union(['running', 'completed', 'failed', 'canceled'].map((s) => Type.Literal(s)))),
+    limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
+    offset: Count(0, { default: 0 }),
+  },
+  { additionalProperties: false },
+);

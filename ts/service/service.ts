@@ -8,9 +8,10 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
-import { buildApp, REDACT } from './app.ts';
+import { buildApp, newStudyManager, REDACT } from './app.ts';
+import type { ServiceContext } from './context.ts';
 import { EventBus } from './bus.ts';
-import { ArtifactStore, ServiceStore } from './db.ts';
+import { ArtifactStore, ServiceStore, StudyStore } from './db.ts';
 import type { Launcher } from './launcher.ts';
 import { controllerLauncher } from './controller-launcher.ts';
 import { runPythonJson } from './python-cli.ts';
@@ -83,8 +84,12 @@ export async function createService(opts: ServiceOptions): Promise<Service> {
   const gpus = opts.gpus ?? countGpus();
   const scheduler = gpus > 0 ? new DeviceScheduler('cuda', gpus) : new DeviceScheduler('cpu', opts.cpuSlots ?? availableParallelism());
   const supervisor = new Supervisor(store, bus, scheduler, opts.launcher ?? controllerLauncher(log), dataDir, log);
-  const app = await buildApp({ context: { store, artifacts, bus, supervisor, dataDir, dataRoots: (opts.dataRoots ?? [dataDir]).map((r) => path.resolve(r)), pythonJson: runPythonJson }, token: opts.token, logger: log });
+  const context: ServiceContext = { store, artifacts, bus, supervisor, dataDir, dataRoots: (opts.dataRoots ?? [dataDir]).map((r) => path.resolve(r)), pythonJson: runPythonJson };
+  context.studyStore = new StudyStore(store.db);
+  context.studies = newStudyManager(context, context.studyStore, log);
+  const app = await buildApp({ context, token: opts.token, logger: log });
   supervisor.reconcile();
+  context.studies.start();
   return {
     app,
     supervisor,
@@ -92,6 +97,7 @@ export async function createService(opts: ServiceOptions): Promise<Service> {
     scheduler,
     async close(graceMs = 30_000) {
       await app.close();
+      context.studies!.close();
       await supervisor.shutdown(graceMs);
       store.close();
       log.flush?.();

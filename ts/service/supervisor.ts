@@ -27,6 +27,9 @@ export interface CreateRequest {
   priority: number;
   maxRestarts: number;
   checkpointPolicy: CheckpointPolicy | null;
+  /** The run directory; default experiments/<id>. A study's cell trains in the study's
+   *  cells/<hash>/ (ts/service/studies.ts), so the study directory has a local study's layout. */
+  runDir?: string;
 }
 
 export class Supervisor {
@@ -91,7 +94,7 @@ export class Supervisor {
   create(req: CreateRequest): ExperimentRow {
     const misfit = this.misfit(req);
     if (misfit) throw new ApiError(400, 'invalid_config', misfit);
-    const row = this.store.createExperiment({ ...req, runDir: this.runDir(req.id) });
+    const row = this.store.createExperiment({ ...req, runDir: req.runDir ?? this.runDir(req.id) });
     this.bus.publish(this.store.eventsAfter(req.id, 0, 1)[0]!); // QUEUED
     this.enqueue(row);
     this.pump();
@@ -104,16 +107,29 @@ export class Supervisor {
     for (const placement of this.scheduler.schedule()) void this.start(placement);
   }
 
-  private latestCheckpoint(id: string): string | null {
+  private latestCheckpoint(id: string): { path: string; step: number } | null {
     const kept = this.store.checkpoints(id).filter((c) => existsSync(c.path));
-    return kept.length ? kept[kept.length - 1]!.path : null;
+    return kept.length ? kept[kept.length - 1]! : null;
   }
 
   private async start(p: Placement): Promise<void> {
     const id = p.runId;
     const row = this.get(id);
     this.move(id, row.state, 'STARTING', { devices: p.devices, cause: null });
-    const resumeFrom = row.state === 'QUEUED' ? null : this.latestCheckpoint(id);
+    const latest = row.state === 'QUEUED' ? null : this.latestCheckpoint(id);
+    const steps = (row.config as { train?: { steps?: number } }).train?.steps;
+    if (latest && steps !== undefined && latest.step >= steps) {
+      // The final checkpoint was written but the attempt ended (a service restart) before it
+      // settled: the training is done. A launch would plan no step, and its ranks would wait
+      // for a plan that never comes.
+      this.scheduler.release(id);
+      this.move(id, 'STARTING', 'RUNNING');
+      this.move(id, 'RUNNING', 'STOPPING_COMPLETED', { summary: { status: 'completed', steps: latest.step, final_loss: null, cause: 'its final checkpoint was written before the attempt ended: nothing left to train' } });
+      this.move(id, 'STOPPING_COMPLETED', 'COMPLETED', { pid: null, devices: null });
+      this.pump();
+      return;
+    }
+    const resumeFrom = latest?.path ?? null;
     let run: LaunchedRun;
     try {
       run = await this.launcher({
@@ -263,7 +279,9 @@ export class Supervisor {
     if (ACTIVE.has(row.state) || this.live.has(id)) throw conflict(`experiment ${id} is ${row.state}; stop it before deleting`, row.state);
     this.scheduler.dequeue(id);
     this.store.deleteExperiment(id);
-    rmSync(row.run_dir, { recursive: true, force: true });
+    // A study cell's run directory (studies/<id>/cells/<hash>) belongs to the study: its metrics,
+    // checkpoints and report stay; only an experiment's own directory goes with it.
+    if (path.resolve(row.run_dir) === path.resolve(this.runDir(id))) rmSync(row.run_dir, { recursive: true, force: true });
   }
 
   /** Keep the latest N and the best K checkpoints; delete the others' files. */

@@ -13,7 +13,7 @@ import { newRunId } from '../controller/ids.ts';
 import { terminate } from '../controller/processes.ts';
 import type { RunConfig } from '../config/schema.ts';
 import { log as rootLog, type Logger } from '../log.ts';
-import { runPythonJson } from '../service/python-cli.ts';
+import { evalThreads, evaluateCell, studyReport, type ReportResult } from './evaluate.ts';
 import { expandCells, finalCheckpoint, pretrainCell, type CellSpec, type StudySpec } from './spec.ts';
 import { latestCheckpoint, readJson, writeJsonAtomic, type CellRecord, type CellState, type StudyFile } from './state.ts';
 
@@ -56,15 +56,6 @@ function cudaDevices(): number {
 export function defaultParallel(config: RunConfig): number {
   if (config.runtime.device === 'cuda') return Math.max(1, Math.floor(cudaDevices() / config.train.nproc));
   return Math.max(1, Math.floor(cpus().length / (config.train.nproc * config.runtime.threads_per_rank)));
-}
-
-/**
- * Threads for a cell's evaluation: the cores its training held (train.nproc × threads_per_rank on
- * a CPU host), since the next cells train beside it. torch's default (every core) oversubscribes a
- * CPU host running cells in parallel: evaluations took as long as the cells' training.
- */
-export function evalThreads(config: RunConfig): number {
-  return config.runtime.device === 'cuda' ? 0 : config.train.nproc * config.runtime.threads_per_rank;
 }
 
 class Canceled extends Error {}
@@ -146,8 +137,8 @@ export class StudyRunner extends EventEmitter {
   }
 
   /** report.json, report.md and figures from the stored metrics (Python, no training). */
-  report(): Promise<{ report: string; table: string; sentences: string[] }> {
-    return runPythonJson(['study-tools', 'report', this.outDir]).then((r) => r.result as { report: string; table: string; sentences: string[] });
+  report(): Promise<ReportResult> {
+    return studyReport(this.outDir);
   }
 
   private async pool<T>(items: T[], work: (item: T, slot: number) => Promise<void>): Promise<void> {
@@ -233,7 +224,7 @@ export class StudyRunner extends EventEmitter {
         const checkpoint = await this.train(cell, dir, rec, slot, (r) => this.setCell(r, {}));
         this.setCell(rec, { state: 'trained', cause: null });
         const t1 = performance.now();
-        await runPythonJson(['study-tools', 'eval-cell', '--run-dir', dir, '--checkpoint', checkpoint, '--eval', join(this.outDir, 'eval.json'), '--cache', join(this.outDir, 'testsets'), '--threads', String(evalThreads(cell.config))]);
+        await evaluateCell(this.outDir, dir, checkpoint, evalThreads(cell.config));
         this.timings.cells.push({ hash: cell.hash, train_s: (t1 - t0) / 1000, eval_s: (performance.now() - t1) / 1000 });
         this.setCell(rec, { state: 'evaluated', cause: null });
         return;

@@ -124,9 +124,17 @@ const EVAL_KEYS = ['protocols', 'fars', 'verification', 'templates', 'similarity
 
 /** Reads and validates a spec file; every problem is reported at once, before anything trains. */
 export function readStudySpec(file: string): StudySpec {
-  const raw = readConfigFile(file); // YAML/JSON with file-named errors
+  return parseStudySpec(readConfigFile(file), { source: file, baseDir: dirname(resolve(file)) }); // YAML/JSON with file-named errors
+}
+
+/**
+ * Validates a spec given as an object (the service's POST /studies body): `source` names it in
+ * every issue (a file, or `body`), relative files are taken from `baseDir`.
+ */
+export function parseStudySpec(raw: Record<string, unknown>, opts: { source: string; baseDir: string }): StudySpec {
+  const file = opts.source;
   const issues = new Issues(file);
-  const rel = (p: string) => (isAbsolute(p) ? p : resolve(dirname(resolve(file)), p));
+  const rel = (p: string) => (isAbsolute(p) ? p : resolve(opts.baseDir, p));
   for (const k of Object.keys(raw)) {
     if (!TOP_KEYS.includes(k)) issues.add(k, `unknown key (expected one of ${TOP_KEYS.join(', ')})`);
   }

@@ -14,7 +14,7 @@ import { Value } from '@sinclair/typebox/value';
  *  (JSON carries it as a double: 2^63 arrives as 9223372036854775808 and is no longer the number
  *  sent), or a non-finite value. The config schema bounds fields by meaning; this bounds them by
  *  representation, for every field at once. */
-function unrepresentable(value: unknown, at: string): string | null {
+export function unrepresentable(value: unknown, at: string): string | null {
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) return `${at}: ${value} is not a finite number`;
     if (Number.isInteger(value) && !Number.isSafeInteger(value)) return `${at}: ${value} is beyond 2^53 − 1, the largest integer the service and the ranks hold exactly`;
