@@ -338,6 +338,10 @@ class RankLink:
         self._inbox: queue.Queue[Message] = queue.Queue()
         self._outbox: queue.Queue[tuple[str, dict, dict | None]] = queue.Queue()
         self._closing = threading.Event()
+        # Set once the rank has sent its bye: it has nothing left to hear, and the controller stops
+        # heartbeating a rank after its bye, so silence from then on is not a lost controller (a
+        # slow shutdown, e.g. flushing TensorBoard on a loaded host, used to end in os._exit(3)).
+        self._said_bye = threading.Event()
         self._closed = threading.Event()
         self._flush_s = 1.0
         # The training thread wakes the link thread's poll when it queues a message: a busy poll
@@ -361,6 +365,8 @@ class RankLink:
     def send(self, msg_type: str, body: dict, buffers: dict[str, np.ndarray] | None = None) -> None:
         if msg_type not in RANK_CONTROL_TYPES | RANK_EVENT_TYPES:
             raise ValueError(f"a rank does not send {msg_type!r}")
+        if msg_type == "bye":
+            self._said_bye.set()
         self._outbox.put((msg_type, body, buffers))
         self._wake()
 
@@ -467,7 +473,7 @@ class RankLink:
                         self.stop_requested = msg.body
                     self._inbox.put(msg)
             now = time.monotonic()
-            if not self.lost.is_set() and now - last_heard > self.controller_timeout_s:
+            if not self.lost.is_set() and not self._said_bye.is_set() and now - last_heard > self.controller_timeout_s:
                 log.error("nothing from the controller for %.1f s: assuming it is gone", now - last_heard)
                 self.lost.set()
                 lost_at = now

@@ -200,3 +200,16 @@ def test_report_marks_fars_the_test_set_cannot_measure(tmp_path):
     assert comp["lfw/accuracy"]["p_holm"] == pytest.approx(comp["lfw/accuracy"]["p"], abs=TOL)
     assert not any("tar_at_far_1e-3" in s for s in report["sentences"])
     assert "lfw/tar_at_far_1e-3 †" in (d / "report.md").read_text()
+
+
+def test_an_interaction_equal_up_to_rounding_has_no_p():
+    # TARs are k / 1416 (genuine pairs); both seeds' contrasts are exactly +1/1416 in exact
+    # arithmetic, computed from different TARs, so they differ only by the subtractions' rounding.
+    n = 1416
+    arm_s, arm_ref = [700 / n, 500 / n], [699 / n, 500 / n]
+    base_s, base_ref = [300 / n, 200 / n], [300 / n, 201 / n]
+    effects = [(a - b) - (c - d) for a, b, c, d in zip(arm_s, arm_ref, base_s, base_ref)]
+    assert effects[0] != effects[1]  # rounding shows: without the scale a t-test would "resolve" it
+    r = study_stats.interaction(arm_s, arm_ref, base_s, base_ref)
+    assert r["p"] is None and r["note"] == study_stats.NO_SPREAD
+    assert r["diff"] == pytest.approx(1 / n, abs=4 * np.finfo(float).eps)

@@ -248,6 +248,20 @@ def test_rank_rejects_and_counts_bad_messages_and_stays_up(controller):
         link.close()
 
 
+def test_a_rank_that_said_bye_takes_no_silence_for_a_lost_controller(controller):
+    # The controller stops heartbeating a rank once it has its bye; the rank's shutdown after it
+    # (TensorBoard flush, process group teardown) may take longer than controller_timeout_s.
+    link = start_link(controller, controller_timeout_s=0.3)
+    try:
+        link.send("hello", every_message()["hello"][0])
+        controller.recv_control()
+        link.send("bye", {"reason": "completed", "last_step": 0})
+        time.sleep(0.3 + 1.0)  # > controller_timeout_s of silence, and several link loop turns
+        assert not link.lost.is_set()
+    finally:
+        link.close()
+
+
 def test_rank_notices_a_silent_controller(controller):
     link = start_link(controller, controller_timeout_s=0.6)
     try:

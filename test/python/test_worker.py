@@ -78,8 +78,15 @@ class Session:
                     {"indices": idx.astype(np.int32), "domains": np.zeros_like(idx, dtype=np.int16)})
 
     def drain_events(self, until_type="bye", timeout=60.0):
+        """Collect the rank's events until one of `until_type`, heartbeating it every second as the
+        controller does (heartbeat_s): a rank slower than runtime.controller_timeout_s between the
+        last plan and its bye (a loaded box) would otherwise take the silence for a lost controller."""
         deadline = time.monotonic() + timeout
+        beat = time.monotonic()
         while time.monotonic() < deadline:
+            if self.identity is not None and time.monotonic() - beat >= 1.0:
+                self.c.send(self.identity, "heartbeat", {})
+                beat = time.monotonic()
             if self.c.pull.poll(100):
                 msg = decode(KEY, self.c.pull.recv_multipart(), run_id=RUN, allowed=RANK_EVENT_TYPES)
                 self.events.append(msg)

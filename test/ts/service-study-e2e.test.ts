@@ -90,8 +90,8 @@ describe.skipIf(!HAVE_PYTHON)('studies through the service', () => {
     const report = JSON.parse(readFileSync(end.report_path!, 'utf8'));
     expect(end.report).toEqual(report);
     expect(report.arms.map((a: { name: string; n: number }) => [a.name, a.n])).toEqual([['mix', 2], ['filter', 2]]);
-    expect(Object.keys(report.arms[0].metrics['general@1e-2']).sort()).toEqual(['ci95', 'mean', 'n', 'sd', 'values']);
-    const comp = report.comparisons.find((c: { metric: string }) => c.metric === 'general@1e-2');
+    expect(Object.keys(report.arms[0].metrics['general/tar_at_far_1e-2']).sort()).toEqual(['ci95', 'mean', 'n', 'sd', 'values']);
+    const comp = report.comparisons.find((c: { metric: string }) => c.metric === 'general/tar_at_far_1e-2');
     expect(comp).toMatchObject({ arm: 'filter', baseline: 'mix' });
     expect(Object.keys(comp)).toEqual(expect.arrayContaining(['diff', 'ci95', 'p', 'p_holm']));
     expect((await client.listStudies()).items.map((s) => [s.id, s.state])).toEqual([[created.id, 'completed']]);
@@ -145,7 +145,7 @@ describe.skipIf(!HAVE_PYTHON)('studies through the service', () => {
       const links = await page.locator('#cells tbody tr td:nth-child(6) a').evaluateAll((as) => as.map((a) => a.getAttribute('href')));
       expect(links).toEqual(end.cells.map((c) => `/ui/experiments/${c.experiment_id}?access_token=study-token`));
       expect(await page.locator('#report-arms tbody tr td:first-child').allTextContents()).toEqual(['mix', 'filter']);
-      expect(await page.locator('#report-arms thead th').allTextContents()).toEqual(['arm', 'n', 'general@1e-2']);
+      expect(await page.locator('#report-arms thead th').allTextContents()).toEqual(['arm', 'n', 'general/tar_at_far_1e-2']);
       expect(await page.locator('#comparisons tbody tr td:first-child').allTextContents()).toContain('filter');
     } finally {
       await browser.close();

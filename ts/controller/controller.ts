@@ -471,13 +471,16 @@ export class RunController extends EventEmitter {
         return;
       }
       // A rank process that is gone without `bye` (e.g. killed): give its last messages 2 s to land.
-      if (r && !r.bye && r.host === hostname() && !isAlive(r.pid)) {
-        r.goneSince ??= now;
-        if (now - r.goneSince > 2000) {
-          this.fail(`rank ${rank} (pid ${r.pid}) exited without saying bye${r.lastStep >= 0 ? ` after ${r.lastStep + 1} completed steps` : ''}`);
-          return;
-        }
-      }
+      if (r && !r.bye && r.host === hostname() && !isAlive(r.pid)) r.goneSince ??= now;
+    }
+    // Name every rank found gone, earliest first: when one rank is killed, torchrun ends its peers
+    // at once, and a tick often finds them all gone; naming only the lowest rank blamed a bystander.
+    // Within a tick, the rank that fell silent first (lastSeen) went first: its peers kept sending
+    // until torchrun ended them.
+    const gone = [...this.ranks.entries()].filter(([, r]) => !r.bye && r.goneSince != null)
+      .sort(([ra, a], [rb, b]) => a.goneSince! - b.goneSince! || a.lastSeen - b.lastSeen || ra - rb);
+    if (gone.length > 0 && now - gone[0]![1].goneSince! > 2000) {
+      this.fail(gone.map(([rank, r]) => `rank ${rank} (pid ${r.pid}) exited without saying bye${r.lastStep >= 0 ? ` after ${r.lastStep + 1} completed steps` : ''}`).join('; '));
     }
   }
 

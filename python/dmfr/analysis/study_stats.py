@@ -47,8 +47,10 @@ def describe(values) -> dict:
     return out
 
 
-def paired(a, b) -> dict:
-    """Mean of a − b over paired seeds, its 95 % t-interval and the paired t-test's p."""
+def paired(a, b, scale: float = 0.0) -> dict:
+    """Mean of a − b over paired seeds, its 95 % t-interval and the paired t-test's p. `scale`:
+    the magnitude of the values a and b were computed from, when they are themselves differences
+    (their rounding error is relative to those values, not to a and b)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     d = a - b
     out = {"diff": float(d.mean()) if d.size else None, "n": int(d.size), "ci95": None, "p": None}
@@ -58,7 +60,7 @@ def paired(a, b) -> dict:
     _, out["ci95"] = _interval(d)
     # Differences equal up to rounding (each a − b is exact to ~1 ulp of the larger operand) have
     # no spread to test; a t statistic from rounding noise would be meaningless.
-    scale = float(max(np.abs(a).max(), np.abs(b).max(), 1e-300))
+    scale = float(max(np.abs(a).max(), np.abs(b).max(), scale, 1e-300))
     if float(d.std(ddof=1)) <= 16 * np.finfo(np.float64).eps * scale:
         out["note"] = NO_SPREAD
         return out
@@ -81,7 +83,10 @@ def holm(pvalues: list[float | None]) -> list[float | None]:
 
 
 def interaction(arm_s, arm_ref, base_s, base_ref) -> dict:
-    """[arm(s) − arm(ref)] − [baseline(s) − baseline(ref)] over seeds (paired)."""
-    arm_effect = np.asarray(arm_s, dtype=np.float64) - np.asarray(arm_ref, dtype=np.float64)
-    base_effect = np.asarray(base_s, dtype=np.float64) - np.asarray(base_ref, dtype=np.float64)
-    return paired(arm_effect, base_effect)
+    """[arm(s) − arm(ref)] − [baseline(s) − baseline(ref)] over seeds (paired). TARs are counts over
+    the genuine pairs (k / N), so two seeds' contrasts are often equal in exact arithmetic and
+    differ only by the rounding of the subtractions, relative to the TARs themselves: the no-spread
+    test is scaled by them, else a t-test of rounding noise reports p ≈ 1e-13."""
+    raw = [np.asarray(x, dtype=np.float64) for x in (arm_s, arm_ref, base_s, base_ref)]
+    scale = float(max((np.abs(x).max() for x in raw if x.size), default=0.0))
+    return paired(raw[0] - raw[1], raw[2] - raw[3], scale=scale)
