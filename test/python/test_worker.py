@@ -42,7 +42,13 @@ def running_worker(controller, tmp_path, *args):
 
 
 def config(steps=6, **sections):
-    return tiny_config(train={"steps": steps, "batch_size": 8, "log_every": 1}, **sections)
+    """A tiny run config. The stand-in controller sends heartbeats only while draining events, and
+    the rank's own start-up after the config (dataset, model) counts as controller silence: on a
+    busy box that exceeded tiny_config's 15 s, so these sessions allow 300 s unless a test sets it."""
+    cfg = tiny_config(train={"steps": steps, "batch_size": 8, "log_every": 1}, **sections)
+    if "runtime" not in sections:
+        cfg["runtime"]["controller_timeout_s"] = 300
+    return cfg
 
 
 class Session:
