@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../../ts/controller/launch.ts';
 import { log } from '../../ts/log.ts';
+import type { StudySpecBody } from '../../ts/sdk/client.ts';
 
 // Tests show warnings and errors only, unless DMFR_LOG_LEVEL asks for more.
 log.level = process.env.DMFR_LOG_LEVEL ?? 'warn';
@@ -33,3 +34,16 @@ export function pythonJson<T>(script: string): T {
   });
   return JSON.parse(out) as T;
 }
+
+/** The tiny study with 4-step, 1-rank cells: 2 arms × 2 seeds, for the service's study tests. */
+export const TINY_STUDY: StudySpecBody = {
+  name: 'tiny',
+  base: { preset: 'quick', steps: 4, nproc: 1 },
+  arms: [
+    { name: 'mix', method: 'mix' },
+    { name: 'filter', method: 'filter' },
+  ],
+  seeds: [0, 1],
+  baseline: 'mix',
+  eval: { protocols: ['general'], fars: [1e-2], similarity: false },
+};

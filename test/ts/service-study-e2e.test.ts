@@ -13,30 +13,12 @@ import pino from 'pino';
 import { chromium } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../ts/controller/launch.ts';
-import { Client, type StudyInfo, type StudySpecBody } from '../../ts/sdk/client.ts';
+import { Client, type StudyInfo } from '../../ts/sdk/client.ts';
 import { createService, type Service } from '../../ts/service/service.ts';
-import { HAVE_PYTHON } from './helpers.ts';
+import { HAVE_PYTHON, TINY_STUDY } from './helpers.ts';
 
-const SPEC: StudySpecBody = {
-  name: 'tiny',
-  base: { preset: 'quick', steps: 4, nproc: 1 },
-  arms: [
-    { name: 'mix', method: 'mix' },
-    { name: 'filter', method: 'filter' },
-  ],
-  seeds: [0, 1],
-  baseline: 'mix',
-  eval: { protocols: ['general'], fars: [1e-2], similarity: false },
-};
-const SPEC_YAML = `name: tiny
-base: { preset: quick, steps: 4, nproc: 1 }
-arms:
-  - { name: mix, method: mix }
-  - { name: filter, method: filter }
-seeds: [0, 1]
-baseline: mix
-eval: { protocols: [general], fars: [1e-2], similarity: false }
-`;
+const SPEC = TINY_STUDY;
+const SPEC_YAML = JSON.stringify(TINY_STUDY); // JSON is YAML: `dmfr study run` reads it as the same spec
 
 const silent = pino({ level: 'silent' });
 const CHROMIUM = process.env.DMFR_CHROMIUM ?? '/usr/bin/chromium';

@@ -12,19 +12,9 @@ import { createService, type Service } from '../../ts/service/service.ts';
 import type { StudyFile } from '../../ts/study/state.ts';
 import { loadConfig } from '../../ts/config/load.ts';
 import { ServiceStore } from '../../ts/service/db.ts';
-import { HAVE_PYTHON, waitFor } from './helpers.ts';
+import { HAVE_PYTHON, TINY_STUDY, waitFor } from './helpers.ts';
 
-const TINY = {
-  name: 'tiny',
-  base: { preset: 'quick', steps: 4, nproc: 1 },
-  arms: [
-    { name: 'mix', method: 'mix' },
-    { name: 'filter', method: 'filter' },
-  ],
-  seeds: [0, 1],
-  baseline: 'mix',
-  eval: { protocols: ['general'], fars: [1e-2], similarity: false },
-};
+const TINY = TINY_STUDY;
 
 describe('studies API', () => {
   let service: Service;
@@ -125,7 +115,7 @@ describe('studies API', () => {
     const seen = new Set<number>();
     await fc.assert(
       fc.asyncProperty(mutation, async ({ at, value }) => {
-        const body = structuredClone(TINY) as Record<string, unknown>;
+        const body = structuredClone(TINY) as unknown as Record<string, unknown>;
         let cur = body as Record<string | number, unknown>;
         for (const k of at.slice(0, -1)) cur = cur[k] as Record<string | number, unknown>;
         cur[at.at(-1)!] = value;

@@ -12,7 +12,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { RunConfig } from '../config/schema.ts';
 import { evalThreads, evaluateCell, studyReport } from '../study/evaluate.ts';
-import { expandCells, finalCheckpoint, pretrainCell, type CellSpec, type StudySpec } from '../study/spec.ts';
+import { expandCells, finalCheckpoint, pretrainCells, type CellSpec, type StudySpec } from '../study/spec.ts';
 import { readJson, writeJsonAtomic, type CellRecord, type CellState, type StudyFile } from '../study/state.ts';
 import type { EventBus } from './bus.ts';
 import type { ServiceStore, StudyCellRow, StudyRow, StudyStore } from './db.ts';
@@ -86,8 +86,7 @@ export class StudyManager {
     const total = spec.arms.length * spec.factors.reduce((n, f) => n * f.levels.length, 1) * spec.seeds.length;
     if (total > MAX_STUDY_CELLS) throw new ApiError(400, 'invalid_config', `the spec expands to ${total} cells (arms × factor levels × seeds); the service takes at most ${MAX_STUDY_CELLS}`);
     const cells = expandCells(spec, (h) => path.join(this.pretrainDir, h));
-    // One row per distinct pretraining (a pretrain stage with its own seed is shared by every seed).
-    const pretrains = [...new Map(spec.seeds.map((s) => pretrainCell(spec, s)).filter((c): c is CellSpec => c !== null).map((c) => [c.hash, c])).values()];
+    const pretrains = pretrainCells(spec);
     for (const c of [...pretrains, ...cells]) {
       const bad = this.o.supervisor.misfit({ nproc: c.config.train.nproc, config: c.config }) ?? this.o.unrepresentable(c.config, '');
       if (bad) throw new ApiError(400, 'invalid_config', `${c.arm === 'pretrain' ? 'pretrain' : `arm ${c.arm}`} ${JSON.stringify(c.levels)} seed ${c.seed}: ${bad}`);

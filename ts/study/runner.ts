@@ -14,7 +14,7 @@ import { terminate } from '../controller/processes.ts';
 import type { RunConfig } from '../config/schema.ts';
 import { log as rootLog, type Logger } from '../log.ts';
 import { evalThreads, evaluateCell, studyReport, type ReportResult } from './evaluate.ts';
-import { expandCells, finalCheckpoint, pretrainCell, type CellSpec, type StudySpec } from './spec.ts';
+import { expandCells, finalCheckpoint, pretrainCells, type CellSpec, type StudySpec } from './spec.ts';
 import { latestCheckpoint, readJson, writeJsonAtomic, type CellRecord, type CellState, type StudyFile } from './state.ts';
 
 export interface StudyRunOptions {
@@ -82,9 +82,7 @@ export class StudyRunner extends EventEmitter {
     this.pretrainDir = opts.spec.pretrainCache ?? join(dirname(this.outDir), 'pretrain');
     this.log = (opts.logger ?? rootLog).child({ study: opts.spec.name });
     this.cells = expandCells(opts.spec, (h) => join(this.pretrainDir, h));
-    // One per distinct pretraining (a pretrain stage with its own seed is shared by every seed).
-    this.pretrains = [...new Map(opts.spec.seeds.map((s) => pretrainCell(opts.spec, s)).filter((c): c is CellSpec => c !== null)
-      .map((c) => [c.hash, c])).values()];
+    this.pretrains = pretrainCells(opts.spec);
     this.parallel = opts.parallel ?? defaultParallel(this.cells[0]!.config);
     for (const c of this.cells) {
       const stored = readJson<CellRecord>(join(this.cellDir(c.hash), 'cell.json'));

@@ -352,6 +352,12 @@ export function pretrainCell(spec: StudySpec, seed: number): CellSpec | null {
   return { hash: configHash(config), arm: 'pretrain', levels: {}, seed, config, pretrain: null };
 }
 
+/** The study's distinct pretraining cells (one per seed, or one in all when the stage has its own seed). */
+export function pretrainCells(spec: StudySpec): CellSpec[] {
+  const cells = spec.seeds.map((s) => pretrainCell(spec, s)).filter((c): c is CellSpec => c !== null);
+  return [...new Map(cells.map((c) => [c.hash, c])).values()];
+}
+
 /** Where a finished run's last checkpoint is: <run_dir>/checkpoints/step-%08d.pt (python/dmfr/checkpoint.py). */
 export function finalCheckpoint(runDir: string, steps: number): string {
   return resolve(runDir, 'checkpoints', `step-${String(steps).padStart(8, '0')}.pt`);

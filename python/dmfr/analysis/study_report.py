@@ -102,23 +102,19 @@ def build_report(study_dir: str | os.PathLike) -> dict:
 
     interactions = []
     if baseline:
-        for factor in study.get("factors", []):
-            path, ref = factor["path"], factor["levels"][0]
-            for (arm, levels_json), cells in groups.items():
-                levels = json.loads(levels_json)
-                if arm == baseline or levels.get(path) == ref:
-                    continue
-                at = {k: v for k, v in levels.items() if k != path}
-                ref_json = json.dumps({**levels, path: ref}, sort_keys=True)
-                parts = [cells, groups.get((arm, ref_json)), groups.get((baseline, levels_json)), groups.get((baseline, ref_json))]
-                if any(p is None for p in parts):
-                    continue
-                for m in metric_names:
-                    seeds = sorted(set.intersection(*(set(s for s in p if m in p[s]["metrics"]) for p in parts)))
-                    vals = [[p[s]["metrics"][m] for s in seeds] for p in parts]
-                    interactions.append({"arm": arm, "baseline": baseline, "factor": path, "level": levels[path],
-                                         "reference": ref, "at": at, "metric": m, "seeds": seeds,
-                                         **study_stats.interaction(*vals)})
+        for path, ref, arm, levels, at, levels_json, ref_json in _non_reference_groups(study, groups):
+            if arm == baseline:
+                continue
+            parts = [groups[(arm, levels_json)], groups.get((arm, ref_json)), groups.get((baseline, levels_json)),
+                     groups.get((baseline, ref_json))]
+            if any(p is None for p in parts):
+                continue
+            for m in metric_names:
+                seeds = sorted(set.intersection(*(set(s for s in p if m in p[s]["metrics"]) for p in parts)))
+                vals = [[p[s]["metrics"][m] for s in seeds] for p in parts]
+                interactions.append({"arm": arm, "baseline": baseline, "factor": path, "level": levels[path],
+                                     "reference": ref, "at": at, "metric": m, "seeds": seeds,
+                                     **study_stats.interaction(*vals)})
         _apply_holm(interactions, flags)
 
     effects = _factor_effects(study, groups, metric_names, flags)
@@ -133,25 +129,32 @@ def build_report(study_dir: str | os.PathLike) -> dict:
     return report
 
 
+def _non_reference_groups(study: dict, groups: dict):
+    """(factor path, its reference level, arm, levels, the other factors' levels, the group's key
+    and its reference group's key) for every group at a non-reference level of a factor."""
+    for factor in study.get("factors", []):
+        path, ref = factor["path"], factor["levels"][0]
+        for arm, levels_json in list(groups):
+            levels = json.loads(levels_json)
+            if path not in levels or levels[path] == ref:
+                continue
+            at = {k: v for k, v in levels.items() if k != path}
+            yield path, ref, arm, levels, at, levels_json, json.dumps({**levels, path: ref}, sort_keys=True)
+
+
 def _factor_effects(study: dict, groups: dict, metric_names: list[str], flags: dict) -> list[dict]:
     """Each arm's own response to a factor, arm(level) − arm(ref), paired by seed: for the
     generators' fingerprint strength in the baseline arm this is the harm the paper describes
     (mix at strength s against its oracle at 0), the quantity the interactions then compare."""
     effects = []
-    for factor in study.get("factors", []):
-        path, ref = factor["path"], factor["levels"][0]
-        for (arm, levels_json), cells in groups.items():
-            levels = json.loads(levels_json)
-            if path not in levels or levels[path] == ref:
-                continue
-            ref_cells = groups.get((arm, json.dumps({**levels, path: ref}, sort_keys=True)))
-            if ref_cells is None:
-                continue
-            at = {k: v for k, v in levels.items() if k != path}
-            for m in metric_names:
-                seeds, a, b = _paired_values(cells, ref_cells, m)
-                effects.append({"arm": arm, "factor": path, "level": levels[path], "reference": ref, "at": at,
-                                "metric": m, "seeds": seeds, **study_stats.paired(a, b)})
+    for path, ref, arm, levels, at, levels_json, ref_json in _non_reference_groups(study, groups):
+        ref_cells = groups.get((arm, ref_json))
+        if ref_cells is None:
+            continue
+        for m in metric_names:
+            seeds, a, b = _paired_values(groups[(arm, levels_json)], ref_cells, m)
+            effects.append({"arm": arm, "factor": path, "level": levels[path], "reference": ref, "at": at,
+                            "metric": m, "seeds": seeds, **study_stats.paired(a, b)})
     _apply_holm(effects, flags)
     return effects
 

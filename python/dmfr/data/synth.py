@@ -305,9 +305,9 @@ def synthesize_folder(real: str, generator: str, deltas: list[float], out: str, 
 
 def run(args) -> int:
     _check_args(args)
-    preprocess_of(args)  # flag errors before anything is written
+    preprocess = preprocess_of(args)  # flag errors before anything is written
     entries = synthesize_folder(args.real, args.generator, list(args.delta), args.out, strength=args.strength,
                                 identity_loss=args.identity_loss, image_size=args.image_size, seed=args.seed,
-                                preprocess=preprocess_of(args))
+                                preprocess=preprocess)
     print(f"wrote {len(entries)} {args.generator} images and {os.path.join(args.out, manifest.MANIFEST_NAME)}")
     return 0
